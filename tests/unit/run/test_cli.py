@@ -11,6 +11,7 @@ from optica import run
 from optica.cli.main import main
 from optica.run.cli import registry
 from optica.run.cli.command import parse_invocation
+from tests.conftest import REPO_ROOT
 from tests.unit.run.cli_plugin import Model, Optim, train
 
 PLUGIN = "tests.unit.run.cli_plugin"
@@ -206,3 +207,15 @@ def test_executor_typo_is_one_line(capsys):
     assert "executor: expected Executor, got 'lokal'; did you mean 'local'?" in (
         capsys.readouterr().err
     )
+
+
+def test_other_packages_register_through_the_entry_point_group(tmp_path):
+    dist = tmp_path / "optica_plugin_example-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: optica-plugin-example\n")
+    (dist / "entry_points.txt").write_text(f"[optica.cli]\nexample = {PLUGIN}\n")
+    code = "from optica.run.cli import registry; print(sorted(registry.entrypoints()))"
+    env = {"PYTHONPATH": f"{tmp_path}:{REPO_ROOT}", "OPTICA_HOME": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "['explode', 'train']"
