@@ -1,0 +1,138 @@
+"""Multi-head self-attention on ``torch.nn.functional.scaled_dot_product_attention``, with grouped
+query attention (Ainslie et al., 2023, "GQA"), rotary embeddings and a KV-cache hook.
+
+The fused ``linear_qkv`` output is laid out per KV group: for each KV head ``g`` its
+``heads // kv_heads`` query heads, then ``k_g``, then ``v_g`` (Megatron-Core's layout). A
+column-parallel shard that takes whole groups therefore holds matching q, k and v heads, so tensor
+parallelism can split ``linear_qkv`` by rows without any re-ordering.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from optica.models.modules.kv_cache import KVCache
+from optica.models.modules.rope import apply_rotary
+
+
+def fuse_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, num_kv_heads: int) -> torch.Tensor:
+    """Interleaves separate q [H·d, ...], k and v [G·d, ...] weights (or biases) per KV group.
+
+    Returns:
+        The fused tensor [(H + 2G)·d, ...].
+    """
+    rest = q.shape[1:]
+    groups = [t.reshape(num_kv_heads, -1, *rest) for t in (q, k, v)]
+    return torch.cat(groups, dim=1).reshape(-1, *rest)
+
+
+def split_qkv(
+    fused: torch.Tensor, num_heads: int, num_kv_heads: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Inverse of :func:`fuse_qkv`: returns q [H·d, ...], k [G·d, ...], v [G·d, ...]."""
+    rest = fused.shape[1:]
+    per_group = num_heads // num_kv_heads
+    groups = fused.reshape(num_kv_heads, per_group + 2, -1, *rest)
+    q, k, v = groups.split([per_group, 1, 1], dim=1)
+    return tuple(t.reshape(-1, *rest) for t in (q, k, v))
+
+
+def attend(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    *,
+    mask: torch.Tensor | None,
+    causal: bool,
+    dropout: float = 0.0,
+) -> torch.Tensor:
+    """Scaled dot-product attention of q [B, H, T, d] over k, v [B, G, S, d] → [B, H, T, d].
+
+    Uses SDPA's ``is_causal`` fast path when no explicit mask is needed.
+    """
+    is_causal = causal and mask is None and q.shape[2] == k.shape[2]
+    grouped = q.shape[1] != k.shape[1]
+    if grouped and mask is not None:
+        # NOTE: with an explicit mask the fused GPU kernels do not take enable_gqa; repeating the
+        # few KV heads keeps them eligible (the math fallback would materialise the scores).
+        k = k.repeat_interleave(q.shape[1] // k.shape[1], dim=1)
+        v = v.repeat_interleave(q.shape[1] // v.shape[1], dim=1)
+        grouped = False
+    return F.scaled_dot_product_attention(
+        q, k, v, attn_mask=mask, dropout_p=dropout, is_causal=is_causal, enable_gqa=grouped
+    )
+
+
+class SelfAttention(nn.Module):
+    """Self-attention with a fused, per-KV-group ``linear_qkv`` and an output ``linear_proj``.
+
+    Args:
+        hidden_size: Model width.
+        num_heads: Query heads.
+        num_kv_heads: Key/value heads (``num_heads`` for MHA, 1 for MQA).
+        head_dim: Per-head width.
+        qkv_bias: Whether ``linear_qkv`` has a bias.
+        proj_bias: Whether ``linear_proj`` has a bias.
+        causal: Decoder (True) or encoder (False) attention.
+        dropout: Attention-probability dropout, applied in training only.
+        layer_idx: This layer's slot in a :class:`KVCache`.
+    """
+
+    def __init__(
+        self,
+        hidden_size: int,
+        num_heads: int,
+        num_kv_heads: int,
+        head_dim: int,
+        *,
+        qkv_bias: bool = False,
+        proj_bias: bool = False,
+        causal: bool = True,
+        dropout: float = 0.0,
+        layer_idx: int = 0,
+    ) -> None:
+        super().__init__()
+        if num_heads % num_kv_heads:
+            raise ValueError(f"num_heads={num_heads} is not a multiple of {num_kv_heads=}")
+        self.num_heads, self.num_kv_heads, self.head_dim = num_heads, num_kv_heads, head_dim
+        self.causal, self.dropout, self.layer_idx = causal, dropout, layer_idx
+        qkv_out = (num_heads + 2 * num_kv_heads) * head_dim
+        self.linear_qkv = nn.Linear(hidden_size, qkv_out, bias=qkv_bias)
+        self.linear_proj = nn.Linear(num_heads * head_dim, hidden_size, bias=proj_bias)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        *,
+        rope: tuple[torch.Tensor, torch.Tensor] | None = None,
+        mask: torch.Tensor | None = None,
+        kv_cache: KVCache | None = None,
+    ) -> torch.Tensor:
+        """Attends ``x`` [B, T, hidden] to itself (and to cached tokens) → [B, T, hidden].
+
+        Args:
+            x: Input activations.
+            rope: ``(cos, sin)`` [B, T, head_dim] for these tokens, or None (no rotary).
+            mask: Boolean mask [B or 1, 1, T, S] from ``build_attention_mask``, or None.
+            kv_cache: Receives this layer's new keys/values and supplies the earlier ones.
+        """
+        batch, seq_len, _ = x.shape
+        q, k, v = self._project(x)
+        if rope is not None:
+            q, k = apply_rotary(q, *rope), apply_rotary(k, *rope)
+        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+        if kv_cache is not None:
+            k, v = kv_cache.append(self.layer_idx, k, v)
+        dropout = self.dropout if self.training else 0.0
+        out = attend(q, k, v, mask=mask, causal=self.causal, dropout=dropout)
+        return self.linear_proj(out.transpose(1, 2).reshape(batch, seq_len, -1))
+
+    def _project(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Returns q [B, T, H, d], k and v [B, T, G, d] from the fused projection."""
+        batch, seq_len, _ = x.shape
+        per_group = self.num_heads // self.num_kv_heads
+        qkv = self.linear_qkv(x).view(batch, seq_len, self.num_kv_heads, per_group + 2, -1)
+        q = qkv[:, :, :, :per_group].reshape(batch, seq_len, self.num_heads, self.head_dim)
+        return q, qkv[:, :, :, per_group], qkv[:, :, :, per_group + 1]
