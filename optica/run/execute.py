@@ -20,6 +20,7 @@ from typing import Any
 
 import fiddle as fdl
 
+from optica.run.context import running
 from optica.run.errors import ConfigError
 from optica.run.job import Job, State, now, write_json
 from optica.run.script import Script
@@ -31,8 +32,9 @@ def execute(task: Any) -> Any:
     """Builds ``task``; a Partial's built callable is then called with no arguments."""
     if not isinstance(task, fdl.Buildable):
         raise ConfigError(f"the runner runs configs, not a {type(task).__name__}")
-    built = fdl.build(task)
-    return built() if isinstance(task, fdl.Partial) else built
+    with running(task):
+        built = fdl.build(task)
+        return built() if isinstance(task, fdl.Partial) else built
 
 
 def write_result(path: Path, value: Any) -> None:

@@ -1,0 +1,137 @@
+"""The one LightningModule for every optica model: VLM, ViT classifier and language model.
+
+A batch is a dict. Whatever the model's ``forward`` accepts (``input_ids``, ``images``,
+``attention_mask``, ``position_ids``, ``packed_seq_params``, ...) is passed to it; ``labels`` is
+the target:
+
+* token models return logits ``[B, T', V]`` and ``labels`` is ``[B, T]`` aligned with
+  ``input_ids`` (-100 where nothing is learned). A VLM whose sequence grows when images are
+  spliced in exposes ``expand_labels(input_ids, labels)``; the loss is next-token cross entropy
+  over learned tokens only;
+* classifiers return ``[B, C]`` and ``labels`` is ``[B]``.
+
+``reduced_train_loss`` (mean over data-parallel ranks) and ``consumed_samples`` are logged every
+step, so checkpoint filenames like seed 000's can use them.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from torch import nn
+
+from optica.train.optim import OptimizerConfig, build_optimizer
+from optica.train.schedules import build_scheduler
+
+IGNORE_INDEX = -100
+
+
+def token_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean next-token cross entropy over positions whose label is not -100."""
+    shifted_logits = logits[:, :-1].reshape(-1, logits.shape[-1]).float()
+    shifted_labels = labels[:, 1:].reshape(-1)
+    return nn.functional.cross_entropy(shifted_logits, shifted_labels, ignore_index=IGNORE_INDEX)
+
+
+def classification_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    return nn.functional.cross_entropy(logits.float(), labels)
+
+
+class TrainingModule(pl.LightningModule):
+    """Wraps an optica model for Lightning.
+
+    Args:
+        model: The (possibly lazy, meta-device) model.
+        optim: Optimizer and schedule.
+        peft: Something with ``apply(model)`` (e.g. :class:`optica.train.peft.LoRA`), applied
+            once the weights are real.
+        init_seed: Seed for random init of a lazy model that no checkpoint fills.
+        weights_loader: ``fn(model) -> None`` that fills a lazy model from a checkpoint (used for
+            ``resume.restore_config``), instead of random init.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        optim: OptimizerConfig | None = None,
+        peft: Any = None,
+        init_seed: int = 0,
+        weights_loader: Any = None,
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.optim = optim or OptimizerConfig()
+        self.peft = peft
+        self.init_seed = init_seed
+        self.weights_loader = weights_loader
+        self.consumed_samples = 0
+        self._accepted = set(inspect.signature(model.forward).parameters)
+
+    def configure_model(self) -> None:
+        """Materialises a lazy model (checkpoint or seeded init), then applies PEFT; idempotent."""
+        if any(p.is_meta for p in self.model.parameters()):
+            if self.weights_loader is not None:
+                self.weights_loader(self.model)
+            else:
+                self.model.init_weights(self.init_seed, device=self.device)
+        if self.peft is not None and not getattr(self, "_peft_applied", False):
+            self.peft.apply(self.model)
+            self._peft_applied = True
+
+    def forward(self, batch: dict[str, Any]) -> torch.Tensor:
+        inputs = {k: v for k, v in batch.items() if k in self._accepted and k != "labels"}
+        return self.model(**inputs)
+
+    def loss(self, batch: dict[str, Any]) -> torch.Tensor:
+        logits = self(batch)
+        labels = batch["labels"]
+        if logits.dim() == 2:
+            return classification_loss(logits, labels)
+        expand = getattr(self.model, "expand_labels", None)
+        if expand is not None and logits.shape[1] != labels.shape[1]:
+            labels = expand(batch["input_ids"], labels)
+        return token_loss(logits, labels)
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        loss = self.loss(batch)
+        self.consumed_samples += _batch_size(batch) * data_parallel_size(self.trainer)
+        self.log("reduced_train_loss", loss, prog_bar=True, sync_dist=True, batch_size=1)
+        self.log("consumed_samples", float(self.consumed_samples), batch_size=1)
+        self.log("lr", self.optimizers().param_groups[0]["lr"], batch_size=1)
+        return loss
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        loss = self.loss(batch)
+        self.log("val_loss", loss, prog_bar=True, sync_dist=True, batch_size=_batch_size(batch))
+        return loss
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        optimizer = build_optimizer(self.optim, self.model)
+        max_steps = self.trainer.max_steps if self.trainer.max_steps > 0 else None
+        scheduler = build_scheduler(
+            self.optim.sched, optimizer, max_steps=max_steps, lr=self.optim.lr
+        )
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["consumed_samples"] = self.consumed_samples
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.consumed_samples = checkpoint.get("consumed_samples", 0)
+
+
+def data_parallel_size(trainer: pl.Trainer) -> int:
+    """Ranks that see different data: the world, unless the strategy says (model parallelism)."""
+    return int(getattr(trainer.strategy, "data_parallel_size", trainer.world_size))
+
+
+def _batch_size(batch: dict[str, Any]) -> int:
+    labels = batch["labels"]
+    return int(labels.shape[0])
