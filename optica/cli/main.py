@@ -58,12 +58,12 @@ def _entrypoint(command: str, builtins: argparse.ArgumentParser) -> registry.Ent
 
 
 def _builtin_parser() -> argparse.ArgumentParser:
-    from optica.cli import experiment, recipes
+    from optica.cli import autoconfig, experiment, recipes
 
     parser = argparse.ArgumentParser(prog="optica")
     subparsers = parser.add_subparsers(dest="command")
-    experiment.add_parser(subparsers)
-    recipes.add_parser(subparsers)
+    for command in (autoconfig, experiment, recipes):
+        command.add_parser(subparsers)
     return parser
 
 

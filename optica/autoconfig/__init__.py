@@ -1,0 +1,72 @@
+"""optica.autoconfig — how big a model, on which layout, before booking a cluster (seed 004).
+
+* :func:`recommend_model_size` / :func:`estimate_training_days`: the budget C = 8·N·T.
+* :func:`model_shape` / :func:`generate_base_config`: published sizes of GPT-3, Llama 2/3,
+  Mistral, Mixtral, Gemma, Nemotron, LLaVA-1.5 and ViT as :class:`ModelShape`.
+* :func:`count_parameters`, :func:`model_flops_per_step`, :func:`estimate_memory`,
+  :func:`predict_step_time`: the analytic models.
+* :class:`Layout`: what a parallel layout is and whether it is valid (shared with the trainer).
+* :func:`search` / :class:`AutoConfigurator`: enumerate, prune by memory, rank by speed, write
+  ``candidates.csv`` and the top-k configs.
+"""
+
+from optica.autoconfig.catalog import (
+    families,
+    generate_base_config,
+    model_shape,
+    preset_names,
+)
+from optica.autoconfig.configurator import AutoConfigurator, Outputs
+from optica.autoconfig.flops import model_flops_per_step, step_work_flops
+from optica.autoconfig.hardware import GPUS, Cluster, Efficiency, GpuSpec, gpu_preset
+from optica.autoconfig.layout import Layout, LayoutError, layout_problems
+from optica.autoconfig.memory import MemoryEstimate, estimate_memory
+from optica.autoconfig.params import count_parameters
+from optica.autoconfig.search import Candidate, SearchResult, SearchSpace, search
+from optica.autoconfig.shapes import (
+    LanguageShape,
+    ModelShape,
+    ProjectorShape,
+    TransformerShape,
+    VisionShape,
+)
+from optica.autoconfig.sizing import estimate_training_days, recommend_model_size
+from optica.autoconfig.timing import StepTime, predict_step_time
+from optica.autoconfig.training import Lora, Training
+
+__all__ = [
+    "GPUS",
+    "AutoConfigurator",
+    "Candidate",
+    "Cluster",
+    "Efficiency",
+    "GpuSpec",
+    "LanguageShape",
+    "Layout",
+    "LayoutError",
+    "Lora",
+    "MemoryEstimate",
+    "ModelShape",
+    "Outputs",
+    "ProjectorShape",
+    "SearchResult",
+    "SearchSpace",
+    "StepTime",
+    "Training",
+    "TransformerShape",
+    "VisionShape",
+    "count_parameters",
+    "estimate_memory",
+    "estimate_training_days",
+    "families",
+    "generate_base_config",
+    "gpu_preset",
+    "layout_problems",
+    "model_flops_per_step",
+    "model_shape",
+    "predict_step_time",
+    "preset_names",
+    "recommend_model_size",
+    "search",
+    "step_work_flops",
+]

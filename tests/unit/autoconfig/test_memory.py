@@ -1,0 +1,185 @@
+"""Memory per GPU: Korthikanti et al. 2022 by hand, state bytes, LoRA, invariants."""
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from optica.autoconfig import Layout, Lora, Training, estimate_memory, model_shape
+from optica.autoconfig.memory import layer_activation_bytes, layer_input_bytes
+from optica.autoconfig.pipeline import in_flight_microbatches, lora_layer_params
+
+GPT = model_shape("gpt3_1.3b").language  # the paper's layer: MHA, MLP 4h, GELU, dropout
+LLAMA = model_shape("llama2_7b")
+N_LLAMA = 6_738_415_616
+
+
+def test_korthikanti_per_layer_formula_without_parallelism():
+    # Eq. (1): s·b·h·(34 + 5·a·s/h) bytes for the attention core stored (no flash).
+    s, b, h, a = 2048, 2, 2048, 16
+    got = layer_activation_bytes(GPT, tokens=s * b, span=s, tp=1, sp=False, flash=False)
+    assert got == s * b * h * (34 + 5 * a * s / h)
+
+
+@pytest.mark.parametrize("t", [2, 4, 8])
+def test_korthikanti_tensor_and_sequence_parallel(t):
+    s, b, h, a = 2048, 1, 2048, 16
+    no_sp = layer_activation_bytes(GPT, tokens=s * b, span=s, tp=t, sp=False, flash=False)
+    assert no_sp == pytest.approx(s * b * h * (10 + 24 / t + 5 * a * s / (h * t)))  # Eq. (2)
+    sp = layer_activation_bytes(GPT, tokens=s * b, span=s, tp=t, sp=True, flash=False)
+    assert sp == pytest.approx(s * b * h * (34 + 5 * a * s / h) / t)  # Eq. (4)
+
+
+def test_flash_attention_keeps_only_the_log_sum_exp():
+    # Selective recompute / flash: 34·s·b·h/t plus 4 bytes per head and token.
+    s, h, a = 2048, 2048, 16
+    got = layer_activation_bytes(GPT, tokens=s, span=s, tp=2, sp=True, flash=True)
+    assert got == pytest.approx(34 * s * h / 2 + 4 * a * s / 2)
+    assert layer_input_bytes(GPT, tokens=s, tp=2, sp=True) == 2 * s * h / 2  # full recompute
+
+
+def test_llama2_7b_memory_by_hand_at_tp1():
+    # bf16-mixed, distributed optimizer over DP=8: weights 2N, gradients 4N, Adam 12N/8.
+    layout = Layout(data_parallel_size=8, global_batch_size=8)
+    memory = estimate_memory(LLAMA, layout)
+    assert (memory.weights, memory.gradients) == (2 * N_LLAMA, 4 * N_LLAMA)
+    assert memory.optimizer == pytest.approx(12 * N_LLAMA / 8)
+    # Activations, T = 4096 tokens, h = 4096, f = 11008, a = 32, no dropout, flash attention:
+    # norm1/QKV/norm2/fc1 inputs 2·T·4h; Q,K,V,proj 2·T·4h; SwiGLU 2·T·3f; LSE 4·a·T.
+    T, h, f, a, V = 4096, 4096, 11008, 32, 32000
+    layer = 2 * T * 4 * h + 2 * T * (4 * h + 3 * f) + 4 * a * T
+    ends = 2 * 2 * T * h + 4 * T * V  # final norm and output inputs, fp32 logits
+    assert memory.activations == pytest.approx(32 * layer + ends)
+    assert memory.total_gib == pytest.approx(63.70, abs=0.01)
+
+
+def test_without_distributed_optimizer_adam_costs_12_bytes_everywhere():
+    layout = Layout(data_parallel_size=8, global_batch_size=8, use_distributed_optimizer=False)
+    assert estimate_memory(LLAMA, layout).optimizer == 12 * N_LLAMA
+    fp32 = estimate_memory(LLAMA, layout, training=Training(precision="32"))
+    assert (fp32.weights, fp32.gradients, fp32.optimizer) == (4 * N_LLAMA, 4 * N_LLAMA, 8 * N_LLAMA)
+
+
+def test_lora_keeps_the_base_frozen():
+    # dim 32 on linear_qkv (4096→12288), linear_proj (4096→4096), fc1 (4096→22016), fc2
+    # (11008→4096): 32·(16384 + 8192 + 26112 + 15104) = 2,105,344 per layer.
+    assert lora_layer_params(LLAMA.language, Lora(dim=32)) == 2_105_344
+    memory = estimate_memory(LLAMA, Layout(global_batch_size=1), training=Training(lora=Lora()))
+    adapters = 32 * 2_105_344
+    assert memory.gradients == 4 * adapters
+    assert memory.weights == 2 * (N_LLAMA + adapters)
+    assert memory.optimizer == 12 * adapters
+
+
+def test_llava_frozen_vision_holds_weights_only():
+    llava = model_shape("llava15_7b")
+    memory = estimate_memory(llava, Layout(global_batch_size=1))
+    clip, projector = 303_507_456, 20_979_712
+    assert memory.gradients == 4 * (N_LLAMA + projector)
+    assert memory.weights == 2 * (N_LLAMA + projector + clip)
+
+
+def test_in_flight_microbatches_follow_1f1b_and_the_interleaved_factor():
+    plain = Layout(pipeline_model_parallel_size=4, global_batch_size=8)
+    assert [in_flight_microbatches(i, plain) for i in range(4)] == [4, 3, 2, 1]
+    assert (
+        in_flight_microbatches(0, Layout(pipeline_model_parallel_size=4, global_batch_size=2)) == 2
+    )
+    # Korthikanti: the first stage holds p·(1 + (p − 1)/(p·v)) = 4·(1 + 3/8) = 5.5.
+    interleaved = Layout(pipeline_model_parallel_size=4, virtual_pipeline_model_parallel_size=2,
+                         global_batch_size=8)  # fmt: skip
+    assert in_flight_microbatches(0, interleaved) == 4 * (1 + 3 / 8)
+
+
+def test_h200_fits_what_an_a100_40gb_cannot():
+    memory = estimate_memory(LLAMA, Layout(data_parallel_size=8, global_batch_size=8))
+    assert 0.9 * 40 < memory.total_gib <= 0.9 * 141  # fits an H200, not an A100 40GB
+
+
+# ---------------------------------------------------------------------------------------------
+# Invariants (hypothesis): more sharding or recompute never costs memory; bigger work never saves.
+
+MODELS = [model_shape(n) for n in ("llama2_7b", "llama3_8b", "gpt3_1.3b", "mixtral_8x7b")]
+POW2 = st.sampled_from([1, 2, 4, 8])
+
+
+def memory(model, **fields):
+    base = dict(global_batch_size=64)
+    return estimate_memory(model, Layout(**{**base, **fields})).total
+
+
+@settings(max_examples=60, deadline=None)
+@given(model=st.sampled_from(MODELS), tp=POW2, pp=POW2, dp=POW2, mbs=POW2, sp=st.booleans())
+def test_memory_falls_with_tensor_parallelism(model, tp, pp, dp, mbs, sp):
+    fields = dict(pipeline_model_parallel_size=pp, data_parallel_size=dp, micro_batch_size=mbs)
+    assert memory(model, tensor_model_parallel_size=2 * tp, sequence_parallel=sp, **fields) <= (
+        memory(model, tensor_model_parallel_size=tp, sequence_parallel=sp and tp > 1, **fields)
+    )
+
+
+@settings(max_examples=60, deadline=None)
+@given(model=st.sampled_from(MODELS), tp=POW2, pp=POW2, dp=POW2, mbs=POW2)
+def test_memory_falls_with_pipeline_parallelism(model, tp, pp, dp, mbs):
+    fields = dict(tensor_model_parallel_size=tp, data_parallel_size=dp, micro_batch_size=mbs)
+    deeper = memory(model, pipeline_model_parallel_size=2 * pp, **fields)
+    assert deeper <= memory(model, pipeline_model_parallel_size=pp, **fields)
+
+
+@settings(max_examples=60, deadline=None)
+@given(model=st.sampled_from(MODELS), tp=POW2, dp=POW2, mbs=POW2, dist=st.booleans())
+def test_memory_falls_with_data_parallelism(model, tp, dp, mbs, dist):
+    fields = dict(tensor_model_parallel_size=tp, micro_batch_size=mbs,
+                  use_distributed_optimizer=dist)  # fmt: skip
+    assert memory(model, data_parallel_size=2 * dp, **fields) <= memory(
+        model, data_parallel_size=dp, **fields
+    )
+
+
+def recompute(model, pp, layers, method="block"):
+    if layers == 0:
+        return memory(model, pipeline_model_parallel_size=pp)
+    return memory(model, pipeline_model_parallel_size=pp, recompute_granularity="full",
+                  recompute_method=method, recompute_num_layers=layers)  # fmt: skip
+
+
+@settings(max_examples=60, deadline=None)
+@given(model=st.sampled_from(MODELS), pp=POW2, quarter=st.integers(0, 3))
+def test_memory_falls_with_recomputed_layers(model, pp, quarter):
+    chunk = model.backbone.num_layers // pp
+    fewer, more = quarter * chunk // 4, (quarter + 1) * chunk // 4
+    assert recompute(model, pp, more) <= recompute(model, pp, fewer)
+
+
+@settings(max_examples=30, deadline=None)
+@given(model=st.sampled_from(MODELS), pp=POW2, group=st.integers(1, 4))
+def test_uniform_recompute_never_costs_memory(model, pp, group):
+    assert recompute(model, pp, group, "uniform") <= recompute(model, pp, 0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    model=st.sampled_from(MODELS), tp=POW2, pp=POW2, mbs=POW2,
+    seq=st.sampled_from([1024, 2048, 4096, 8192]),
+)  # fmt: skip
+def test_memory_rises_with_micro_batch_and_sequence_length(model, tp, pp, mbs, seq):
+    fields = dict(tensor_model_parallel_size=tp, pipeline_model_parallel_size=pp)
+    model_at = model.with_seq_length(seq)
+    assert memory(model_at, micro_batch_size=2 * mbs, **fields) >= memory(
+        model_at, micro_batch_size=mbs, **fields
+    )
+    assert memory(model.with_seq_length(2 * seq), micro_batch_size=mbs, **fields) >= memory(
+        model_at, micro_batch_size=mbs, **fields
+    )
+
+
+def test_llama2_7b_on_8_h200_falls_strictly_with_tp():
+    # One node of 8 GPUs, DP = 8 / TP, sequence parallel when TP > 1, MBS 1, seq 4096.
+    totals = [
+        estimate_memory(LLAMA, Layout.for_world_size(
+            8, tensor_model_parallel_size=tp, sequence_parallel=tp > 1, global_batch_size=128
+        )).total_gib
+        for tp in (1, 2, 4, 8)
+    ]  # fmt: skip
+    assert totals == sorted(totals, reverse=True) and len(set(totals)) == 4
+    assert totals[0] == pytest.approx(63.70, abs=0.01) and totals[-1] == pytest.approx(
+        16.2, abs=0.05
+    )
