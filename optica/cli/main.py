@@ -58,13 +58,23 @@ def _entrypoint(command: str, builtins: argparse.ArgumentParser) -> registry.Ent
 
 
 def _builtin_parser() -> argparse.ArgumentParser:
-    from optica.cli import autoconfig, experiment, recipes
+    from optica.cli import autoconfig, checkpoint, experiment, recipes
 
     parser = argparse.ArgumentParser(prog="optica")
     subparsers = parser.add_subparsers(dest="command")
-    for command in (autoconfig, experiment, recipes):
+    for command in (autoconfig, checkpoint, experiment, recipes):
         command.add_parser(subparsers)
+    for sub in _subcommands(parser).values():
+        _accept_verbose(sub)
     return parser
+
+
+def _accept_verbose(parser: argparse.ArgumentParser) -> None:
+    """Every built-in command (and its own sub-commands) takes ``-v/--verbose``, read by main."""
+    if not any("--verbose" in action.option_strings for action in parser._actions):
+        parser.add_argument("-v", "--verbose", action="store_true", help="show tracebacks")
+    for sub in _subcommands(parser).values():
+        _accept_verbose(sub)
 
 
 def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
