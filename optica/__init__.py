@@ -11,15 +11,19 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from optica.checkpoint import export_ckpt, import_ckpt, load
+    from optica.train.api import finetune, pretrain, validate
 
 # Public name → the module that defines it.
 _LAZY = {
     "import_ckpt": "optica.checkpoint",
     "export_ckpt": "optica.checkpoint",
     "load": "optica.checkpoint",
+    "finetune": "optica.train.api",
+    "pretrain": "optica.train.api",
+    "validate": "optica.train.api",
 }
 
-__all__ = ["export_ckpt", "import_ckpt", "load"]
+__all__ = ["export_ckpt", "finetune", "import_ckpt", "load", "pretrain", "validate"]
 
 
 def __getattr__(name: str) -> Any:

@@ -7,7 +7,7 @@ checkpoint directory either is complete or does not exist. The layout is describ
 :mod:`optica.checkpoint.layout`.
 """
 
-from optica.checkpoint.api import load, resolve_checkpoint, save
+from optica.checkpoint.api import load, load_weights_into, resolve_checkpoint, save
 from optica.checkpoint.errors import (
     CheckpointError,
     CheckpointExistsError,
@@ -33,6 +33,7 @@ __all__ = [
     "import_checkpoint",
     "import_ckpt",
     "load",
+    "load_weights_into",
     "parse_source",
     "resolve_checkpoint",
     "save",

@@ -49,6 +49,15 @@ def load(path: StrPath, device: torch.device | str = "cpu") -> nn.Module:
     return model.load_weights(read_weights(root, expected, device=device)).eval()
 
 
+def load_weights_into(model: nn.Module, path: StrPath, device: torch.device | str = "cpu") -> None:
+    """Fills a lazy (meta) ``model`` with the weights of the checkpoint at ``path``, in place —
+    how training starts from an imported model (``resume.restore_config``). The shapes must fit
+    the model; a mismatch names the tensor."""
+    root = resolve_checkpoint(path)
+    expected = {key: tensor.shape for key, tensor in model.state_dict().items()}
+    model.load_weights(read_weights(root, expected, device=device))
+
+
 def save(
     model: nn.Module,
     path: StrPath,

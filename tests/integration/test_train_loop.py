@@ -146,3 +146,27 @@ def test_interrupted_save_keeps_the_good_checkpoint(tmp_path):
         io.save_checkpoint({"step": 2, "bad": Unpicklable()}, target)
     assert torch.load(target)["step"] == 1
     assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
+
+
+def test_restore_config_starts_from_an_imported_checkpoint(tmp_path):
+    from optica.checkpoint import load, save
+    from optica.train.exp_manager import RestoreConfig
+
+    source = tiny_model().init_weights(seed=7)
+    save(source, tmp_path / "imported")
+    log = ExpManager(exp_dir=str(tmp_path), name="restore", ckpt=None)
+    resume = ResumeConfig(restore_config=RestoreConfig(path=str(tmp_path / "imported")))
+    model = tiny_model()
+    finetune(
+        model,
+        CopyData(),
+        trainer(1),
+        log=log,
+        resume=resume,
+        optim=OptimizerConfig(lr=0.0, weight_decay=0.0),
+    )
+    reference = load(tmp_path / "imported")
+    for (name, ours), (_, theirs) in zip(
+        model.state_dict().items(), reference.state_dict().items()
+    ):
+        assert torch.equal(ours, theirs), name
