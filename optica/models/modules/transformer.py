@@ -78,8 +78,33 @@ class TransformerBlock(nn.Module):
         rope: tuple[torch.Tensor, torch.Tensor] | None = None,
         mask: torch.Tensor | None = None,
         kv_cache: KVCache | None = None,
+        stop_at: int | None = None,
     ) -> torch.Tensor:
-        """Runs every layer, then the final norm; shapes as in ``TransformerLayer``."""
-        for layer in self.layers:
+        """Runs every layer, then the final norm; shapes as in ``TransformerLayer``.
+
+        Args:
+            stop_at: Run only the first ``stop_at`` layers and skip the final norm: the hidden state
+                a feature extractor takes from inside the stack (LLaVA's ``vision_feature_layer``),
+                without paying for the layers after it.
+        """
+        layers = self.layers if stop_at is None else self.layers[:stop_at]
+        for layer in layers:
             x = layer(x, rope=rope, mask=mask, kv_cache=kv_cache)
-        return x if self.final_layernorm is None else self.final_layernorm(x)
+        if stop_at is not None or self.final_layernorm is None:
+            return x
+        return self.final_layernorm(x)
+
+    def hidden_states(
+        self,
+        x: torch.Tensor,
+        *,
+        rope: tuple[torch.Tensor, torch.Tensor] | None = None,
+        mask: torch.Tensor | None = None,
+    ) -> list[torch.Tensor]:
+        """The input and every layer's output, ``len(layers) + 1`` tensors [B, T, hidden], final
+        norm not applied: Hugging Face's ``hidden_states`` convention for vision towers, so index
+        ``-2`` means the same thing in both."""
+        states = [x]
+        for layer in self.layers:
+            states.append(layer(states[-1], rope=rope, mask=mask))
+        return states
