@@ -77,7 +77,9 @@ class TrainingModule(pl.LightningModule):
             if self.weights_loader is not None:
                 self.weights_loader(self.model)
             else:
+                _load_pretrained_parts(self.model)
                 self.model.init_weights(self.init_seed, device=self.device)
+        _freeze_unused(self.model)
         if self.peft is not None and not getattr(self, "_peft_applied", False):
             self.peft.apply(self.model)
             self._peft_applied = True
@@ -125,6 +127,26 @@ class TrainingModule(pl.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.consumed_samples = checkpoint.get("consumed_samples", 0)
+
+
+def _load_pretrained_parts(model: nn.Module) -> None:
+    """LLaVA's stage 1 starts from separately imported towers (``*_from_pretrained``); the parts
+    loaded here are left alone by ``init_weights``, which fills only what is still on meta."""
+    load_parts = getattr(model, "load_pretrained_parts", None)
+    if load_parts is None:
+        return
+    from optica.checkpoint import load
+
+    load_parts(lambda path: load(path).state_dict())
+
+
+def _freeze_unused(model: nn.Module) -> None:
+    """Parameters that never get a gradient (vision layers past the feature layer) are frozen,
+    so optimizers skip them and data parallelism does not wait for their gradients."""
+    names = set(getattr(model, "unused_parameter_names", list)())
+    for name, param in model.named_parameters():
+        if name in names:
+            param.requires_grad_(False)
 
 
 def data_parallel_size(trainer: pl.Trainer) -> int:
