@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import ast
 import copy
+import dataclasses
 import operator
 import re
+import typing
 from dataclasses import dataclass
 from typing import Any
 
 import fiddle as fdl
 
 from optica.run.cli.values import parameter_annotation, parse_value
-from optica.run.config import check_parameter, keyword_parameters
+from optica.run.config import Config, check_parameter, keyword_parameters
 from optica.run.errors import ConfigError, OpticaError, did_you_mean
 
 _OVERRIDE = re.compile(
@@ -96,6 +98,8 @@ def _child(node: Any, element: str | int, path: tuple) -> Any:
     if isinstance(node, fdl.Buildable) and _is_attribute(element):
         check_parameter(node.__fn_or_cls__, element)
         value = getattr(node, element, None)
+        if value is None:
+            value = _default_config(node, element)
         if isinstance(value, (fdl.Buildable, list, dict)):
             return value
         raise ConfigError(f"'{format_path(path)}' is {value!r}, not a config to go into")
@@ -109,6 +113,18 @@ def _child(node: Any, element: str | int, path: tuple) -> Any:
         keys = [str(k) for k in node]
         raise ConfigError(f"no key '{element}'{did_you_mean(str(element), keys)}")
     raise ConfigError(f"cannot look up {element!r} in a {type(node).__name__}")
+
+
+def _default_config(node: fdl.Buildable, name: str) -> fdl.Buildable | None:
+    """An unset parameter annotated with a dataclass becomes ``Config(thatclass)``, so
+    ``trainer.max_steps=10`` works without first writing ``trainer=...``."""
+    annotation = parameter_annotation(node.__fn_or_cls__, name)
+    candidates = [a for a in typing.get_args(annotation) if a is not type(None)] or [annotation]
+    if len(candidates) != 1 or not dataclasses.is_dataclass(candidates[0]):
+        return None
+    config = Config(candidates[0])
+    setattr(node, name, config)
+    return config
 
 
 def _is_attribute(element: str | int) -> bool:

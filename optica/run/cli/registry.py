@@ -27,7 +27,7 @@ from optica.run.errors import ConfigError, did_you_mean
 
 ENTRY_POINT_GROUP = "optica.cli"
 # optica's own modules that register commands and factories; imported on first lookup.
-BUILTIN_MODULES: list[str] = ["optica.run.cli.builtin"]
+BUILTIN_MODULES: list[str] = ["optica.run.cli.builtin", "optica.cli.commands"]
 
 
 @dataclass(frozen=True)
@@ -150,5 +150,5 @@ def _return_target(function: Callable) -> Any:
 
 
 def _first_line(function: Callable) -> str:
-    doc = inspect.getdoc(function) or ""
+    doc = (inspect.getdoc(function) or "").replace("``", "")
     return doc.splitlines()[0] if doc else ""

@@ -1,0 +1,12 @@
+"""optica's own commands that take the override grammar: ``optica finetune|pretrain|validate``.
+
+Each is the plain Python function registered as an entrypoint: ``optica finetune --factory
+llava15_7b trainer.max_steps=100 peft=lora`` builds ``run.Partial(finetune, ...)`` from the
+recipe, applies the overrides, and runs it (in this process, or through ``executor=...``).
+"""
+
+from optica.run.cli import entrypoint
+from optica.train.api import finetune, pretrain, validate
+
+for _command in (finetune, pretrain, validate):
+    entrypoint(_command)
