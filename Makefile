@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint format clean
+.PHONY: test lint format clean slurm
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -15,7 +15,25 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-test: $(STAMP)
+# Debian's Slurm for the real-cluster tests (tests/integration/slurm start their own daemons).
+# Where it cannot be installed (no apt-get, not root, no network) this only says so: those
+# tests then skip and give the reason.
+slurm:
+	@if command -v slurmctld >/dev/null 2>&1; then :; \
+	elif ! command -v apt-get >/dev/null 2>&1; then \
+		echo "make: no slurmctld and no apt-get: the Slurm tests will be skipped"; \
+	else \
+		if [ "$$(id -u)" = 0 ]; then sudo=""; elif sudo -n true 2>/dev/null; then sudo=sudo; \
+		else sudo=none; fi; \
+		if [ "$$sudo" = none ]; then \
+			echo "make: installing slurm-wlm needs root: the Slurm tests will be skipped"; \
+		elif $$sudo apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive \
+			$$sudo apt-get install -y -qq slurm-wlm >/dev/null; then \
+			echo "make: installed slurm-wlm"; \
+		else echo "make: could not install slurm-wlm: the Slurm tests will be skipped"; fi; \
+	fi
+
+test: $(STAMP) slurm
 	HF_HUB_OFFLINE=1 $(PY) -m ruff check optica tests
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -n 2 -q tests
 

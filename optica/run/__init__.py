@@ -9,7 +9,7 @@ from optica.run.allowlist import allow_imports
 from optica.run.api import RunResult, run
 from optica.run.config import Config, Partial, autoconvert, build
 from optica.run.errors import ConfigError, OpticaError, TaskFailedError
-from optica.run.executors import Executor, LocalExecutor
+from optica.run.executors import Executor, LocalExecutor, SlurmExecutor
 from optica.run.experiment import Experiment, list_experiments
 from optica.run.script import Script
 from optica.run.serialize import (
@@ -32,6 +32,7 @@ __all__ = [
     "Partial",
     "RunResult",
     "Script",
+    "SlurmExecutor",
     "TaskFailedError",
     "allow_imports",
     "autoconvert",

@@ -12,7 +12,6 @@ and status can be looked at later with ``optica experiment ...``.
 from __future__ import annotations
 
 import os
-import shlex
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -86,18 +85,14 @@ def run(
 
 
 def describe(task: Any, executor: Any = None, name: str | None = None) -> str:
-    """The dry-run text: what would run (YAML) and how (the command line)."""
+    """The dry-run text: what would run (YAML) and how (the command line, or a batch script)."""
     name = name or default_task_name(task)
     check_round_trip(task, name)
     executor = as_executor(executor)
     with tempfile.TemporaryDirectory() as scratch:
         job = Job.create(Path(scratch) / name, task, executor.to_dict())
-        command = shlex.join(executor.command_for(job)).replace(str(job.dir), "<job_dir>")
-    return (
-        f"# dry run: task '{name}' with {executor!r}\n"
-        f"{serialize.to_yaml(task)}"
-        f"# command:\n{command}"
-    )
+        how = executor.describe(job).replace(str(job.dir), "<job_dir>")
+    return f"# dry run: task '{name}' with {executor!r}\n{serialize.to_yaml(task)}{how}"
 
 
 def _run_direct(task: Any) -> Any:

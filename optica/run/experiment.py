@@ -14,6 +14,9 @@ Running:
   succeed stops the run: the tasks after it are marked CANCELLED with the reason "not run".
   With ``detach=True`` that loop runs in a background driver process
   (``python -m optica.run.driver``), so it continues after this process exits.
+  When every task's executor can hand the order to its scheduler (``launch_after``: Slurm's
+  ``--dependency=afterok``), all tasks are submitted at once instead, each held until the one
+  before it succeeds, so no driver process is needed.
 * ``sequential=False`` launches every task at once, then waits unless ``detach=True``.
 * ``direct=True`` runs each task inside this process, one after another (same stop rule when
   sequential); status, log and result are still recorded.
@@ -161,6 +164,8 @@ class Experiment:
         write_json(self.dir / "driver.json", {"pid": os.getpid(), "background": False})
         if direct:
             self._run_direct(sequential)
+        elif sequential and self._queue_keeps_order():
+            self._submit_chained(detach)
         elif sequential and detach:
             self._start_driver()
         elif sequential:
@@ -192,6 +197,28 @@ class Experiment:
             if not detach:
                 self.wait()
         except BaseException:  # Ctrl-C while waiting, or a launch that failed half-way
+            self.cancel()
+            raise
+
+    def _queue_keeps_order(self) -> bool:
+        """Whether every task goes to a scheduler that can hold it until the previous one has
+        succeeded (``executor.launch_after``, e.g. Slurm's ``afterok``): then no process of ours
+        has to stay alive to keep the order."""
+        return all(hasattr(entry.executor, "launch_after") for entry in self._entries.values())
+
+    def _submit_chained(self, detach: bool) -> None:
+        """Submits every task at once, each to start after the one before it succeeds; the
+        executor marks a task whose predecessor did not succeed CANCELLED ("not run")."""
+        previous: list[Job] = []
+        try:
+            for name, entry in self._entries.items():
+                self._handles[name] = entry.executor.launch_after(entry.job, previous, detach)
+                previous = [entry.job]
+            if detach:  # the scheduler keeps the order now: nothing of ours for others to await
+                (self.dir / "driver.json").unlink(missing_ok=True)
+            else:
+                self.wait()
+        except BaseException:  # Ctrl-C while waiting, or a submission that failed half-way
             self.cancel()
             raise
 

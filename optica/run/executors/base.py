@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import json
+import shlex
 import sys
 import time
 from typing import Any
@@ -66,6 +67,10 @@ class Executor:
 
     def logs(self, job: Job) -> str:
         return job.log()
+
+    def describe(self, job: Job) -> str:
+        """What a dry run shows of how ``job`` would start: its command line."""
+        return f"# command:\n{shlex.join(self.command_for(job))}"
 
     def write_command(self, job: Job, cwd: str) -> list[str]:
         """Records the command for the supervisor in ``command.json``; returns its argv."""
