@@ -19,6 +19,7 @@ from optica.run.errors import did_you_mean
 
 if TYPE_CHECKING:
     from optica.models.hf.adapter import HFAdapter
+    from optica.models.modules.parallel import ParallelPlan
 
 ENTRY_POINT_GROUP = "optica.model_families"
 
@@ -35,6 +36,8 @@ class Family:
         hf_model_types: ``model_type`` values in config.json this family imports.
         hf_architectures: ``architectures`` entries in config.json this family imports.
         sizes: Named size presets (``"7b"``, ``"tiny"``, ...) → config factory.
+        parallel_plan: How the strategy splits this family's models over a device mesh (tensor,
+            sequence, context, pipeline and data parallelism), or None (data parallel only).
     """
 
     name: str
@@ -44,6 +47,7 @@ class Family:
     hf_model_types: tuple[str, ...] = ()
     hf_architectures: tuple[str, ...] = ()
     sizes: Mapping[str, Callable[[], Any]] = field(default_factory=dict)
+    parallel_plan: ParallelPlan | None = None
 
     def build(self, config: Any) -> nn.Module:
         """Constructs the (lazy) model for ``config``."""

@@ -36,6 +36,20 @@ def token_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return nn.functional.cross_entropy(shifted_logits, shifted_labels, ignore_index=IGNORE_INDEX)
 
 
+def next_token_loss(
+    logits: torch.Tensor, next_labels: torch.Tensor, denominator: torch.Tensor
+) -> torch.Tensor:
+    """Cross entropy of each position's logits [B, T, V] against the label of the token after it
+    (``next_labels`` [B, T], -100 where nothing is learned), summed and divided by
+    ``denominator``: a context-parallel rank's share of its sequences' mean (see
+    ``optica.train.parallel.context``)."""
+    flat_logits = logits.reshape(-1, logits.shape[-1]).float()
+    total = nn.functional.cross_entropy(
+        flat_logits, next_labels.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum"
+    )
+    return total / denominator
+
+
 def classification_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return nn.functional.cross_entropy(logits.float(), labels)
 
@@ -70,6 +84,9 @@ class TrainingModule(pl.LightningModule):
         self.weights_loader = weights_loader
         self.consumed_samples = 0
         self._accepted = set(inspect.signature(model.forward).parameters)
+        # Set by a pipeline-parallel strategy: ``fn(batch, output_loss, training=, scale=)`` runs
+        # the forward (and in training the backward) through the pipeline schedule.
+        self.loss_runner: Any = None
 
     def configure_model(self) -> None:
         """Materialises a lazy model (checkpoint or seeded init), then applies PEFT; idempotent."""
@@ -89,10 +106,19 @@ class TrainingModule(pl.LightningModule):
         return self.model(**inputs)
 
     def loss(self, batch: dict[str, Any]) -> torch.Tensor:
-        logits = self(batch)
+        if self.loss_runner is not None:
+            scale = self.trainer.accumulate_grad_batches if self.training else 1
+            return self.loss_runner(batch, self.output_loss, training=self.training, scale=scale)
+        return self.output_loss(self(batch), batch)
+
+    def output_loss(self, logits: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
+        """The loss of the model's output for ``batch``: the one definition, whatever runs the
+        model (one process, a parallel layout, a pipeline schedule)."""
         labels = batch["labels"]
         if logits.dim() == 2:
             return classification_loss(logits, labels)
+        if "next_labels" in batch:  # a context-parallel slice of each sequence
+            return next_token_loss(logits, batch["next_labels"], batch["loss_denominator"])
         expand = getattr(self.model, "expand_labels", None)
         if expand is not None and logits.shape[1] != labels.shape[1]:
             labels = expand(batch["input_ids"], labels)
@@ -110,6 +136,13 @@ class TrainingModule(pl.LightningModule):
         loss = self.loss(batch)
         self.log("val_loss", loss, prog_bar=True, sync_dist=True, batch_size=_batch_size(batch))
         return loss
+
+    def optimizer_zero_grad(self, epoch: int, batch_idx: int, optimizer: Any) -> None:
+        # NOTE: Lightning zeroes gradients between training_step and the backward; a pipeline
+        # schedule has run the backward inside training_step by then, so the runner zeroes them
+        # itself at the start of each accumulation window.
+        if self.loss_runner is None:
+            optimizer.zero_grad()
 
     def configure_optimizers(self) -> dict[str, Any]:
         optimizer = build_optimizer(self.optim, self.model)

@@ -46,6 +46,10 @@ class TrainerConfig:
     benchmark: bool = False
     deterministic: bool = False
     seed: int = 1234
+    # How the model is split over the devices (seed 001's ``MegatronStrategy``), e.g.
+    # ``ParallelStrategy(tensor_model_parallel_size=2)`` from ``optica.train.strategy``; None is
+    # Lightning's default strategy.
+    strategy: Any = None
     # Seed 000 keys owned by the experiment manager: accepted, never used here.
     logger: bool = False
     enable_checkpointing: bool = False
@@ -61,10 +65,12 @@ class TrainerConfig:
 
 
 def data_parallel_size(config: TrainerConfig) -> int:
+    """Model replicas: all devices, over the ranks one replica spans (TP × PP × CP)."""
     devices = config.devices
     if isinstance(devices, str):
         devices = torch.cuda.device_count() if devices == "auto" else len(devices.split(","))
-    return max(1, int(devices)) * config.num_nodes
+    world = max(1, int(devices)) * config.num_nodes
+    return max(1, world // getattr(config.strategy, "model_parallel_size", 1))
 
 
 def derive_accumulation(config: TrainerConfig, global_batch: int, micro_batch: int, dp: int) -> int:
@@ -100,7 +106,7 @@ def build_trainer(
         devices=config.devices,
         num_nodes=config.num_nodes,
         accelerator=accelerator,
-        strategy=strategy,
+        strategy=config.strategy if config.strategy is not None else strategy,
         max_epochs=config.max_epochs,
         max_steps=config.max_steps,
         precision=_PRECISIONS.get(config.precision, config.precision),

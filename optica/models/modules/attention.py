@@ -78,7 +78,15 @@ class SelfAttention(nn.Module):
         causal: Decoder (True) or encoder (False) attention.
         dropout: Attention-probability dropout, applied in training only.
         layer_idx: This layer's slot in a :class:`KVCache`.
+
+    Under tensor parallelism ``linear_qkv`` returns this rank's whole KV groups only, so the head
+    counts used in ``forward`` are read from the projection's width, never from the attributes.
     """
+
+    # The attention core, ``attend``'s signature; parallel plans replace it per instance (context
+    # parallelism gathers keys and values over its ranks, selective activation checkpointing
+    # recomputes it), see ``optica.models.modules.parallel``.
+    core_attention = staticmethod(attend)
 
     def __init__(
         self,
@@ -126,13 +134,14 @@ class SelfAttention(nn.Module):
         if kv_cache is not None:
             k, v = kv_cache.append(self.layer_idx, k, v)
         dropout = self.dropout if self.training else 0.0
-        out = attend(q, k, v, mask=mask, causal=self.causal, dropout=dropout)
+        out = self.core_attention(q, k, v, mask=mask, causal=self.causal, dropout=dropout)
         return self.linear_proj(out.transpose(1, 2).reshape(batch, seq_len, -1))
 
     def _project(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Returns q [B, T, H, d], k and v [B, T, G, d] from the fused projection."""
+        """Returns q [B, T, H, d], k and v [B, T, G, d] from the fused projection (H and G are
+        this rank's heads under tensor parallelism)."""
         batch, seq_len, _ = x.shape
         per_group = self.num_heads // self.num_kv_heads
-        qkv = self.linear_qkv(x).view(batch, seq_len, self.num_kv_heads, per_group + 2, -1)
-        q = qkv[:, :, :, :per_group].reshape(batch, seq_len, self.num_heads, self.head_dim)
+        qkv = self.linear_qkv(x).view(batch, seq_len, -1, per_group + 2, self.head_dim)
+        q = qkv[:, :, :, :per_group].reshape(batch, seq_len, -1, self.head_dim)
         return q, qkv[:, :, :, per_group], qkv[:, :, :, per_group + 1]

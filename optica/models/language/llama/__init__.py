@@ -3,6 +3,7 @@ itself as ``"llama"`` on import."""
 
 from optica.models.language.llama.hf import LlamaHFAdapter
 from optica.models.language.llama.model import LlamaConfig, LlamaModel
+from optica.models.language.llama.parallelize import PLAN
 from optica.models.language.llama.sizes import (
     SIZES,
     Llama2Config7B,
@@ -24,6 +25,7 @@ FAMILY = register_family(
         hf_model_types=("llama",),
         hf_architectures=("LlamaForCausalLM",),
         sizes=SIZES,
+        parallel_plan=PLAN,
     )
 )
 

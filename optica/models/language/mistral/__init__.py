@@ -7,6 +7,7 @@ Llama architecture cannot express. The model and the key map are Llama's, reused
 """
 
 from optica.models.language.llama import LlamaModel
+from optica.models.language.llama.parallelize import PLAN
 from optica.models.language.mistral.hf import MistralHFAdapter
 from optica.models.language.mistral.sizes import (
     SIZES,
@@ -25,6 +26,7 @@ FAMILY = register_family(
         hf_model_types=("mistral",),
         hf_architectures=("MistralForCausalLM",),
         sizes=SIZES,
+        parallel_plan=PLAN,  # the Llama model class, so the Llama plan
     )
 )
 
