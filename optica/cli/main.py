@@ -58,11 +58,11 @@ def _entrypoint(command: str, builtins: argparse.ArgumentParser) -> registry.Ent
 
 
 def _builtin_parser() -> argparse.ArgumentParser:
-    from optica.cli import autoconfig, checkpoint, experiment, recipes
+    from optica.cli import autoconfig, checkpoint, data, experiment, recipes
 
     parser = argparse.ArgumentParser(prog="optica")
     subparsers = parser.add_subparsers(dest="command")
-    for command in (autoconfig, checkpoint, experiment, recipes):
+    for command in (autoconfig, checkpoint, data, experiment, recipes):
         command.add_parser(subparsers)
     for sub in _subcommands(parser).values():
         _accept_verbose(sub)

@@ -1,0 +1,168 @@
+"""One conversation → one training :class:`Sample` (tokens, labels, images), by any source.
+
+The LLaVA JSON reader, the synthetic shapes and (later) the Energon task encoders all build a
+:class:`~optica.data.conversation.Conversation` and hand it to the same :class:`SampleEncoder`, so
+every source yields identical batches for identical content.
+
+Lengths: ``seq_length`` bounds the sequence the language model sees, where each image tag counts
+``image_token_len`` tokens. A longer sample is truncated (never through an image: the cut moves
+before its tag and the image is dropped), dropped, or refused, by the ``overlong`` policy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from PIL import Image
+
+from optica.data.config import DEFAULT_IMAGE_TOKEN, IGNORE_INDEX, ImageToken
+from optica.data.conversation import Conversation
+from optica.data.encoding import SegmentTokenizer, Tokens
+from optica.data.errors import BadSampleError, DataError, Problem, bad_sample
+from optica.data.images import ImageProcessor
+
+
+class DroppedSample(BadSampleError):
+    """A sample left out by a policy (``overlong='drop'``): always skipped, always counted."""
+
+    hint = ""
+
+
+@dataclass
+class Sample:
+    """Model inputs for one row: a single sample, or several packed together.
+
+    Attributes:
+        ids: The id of each sample in the row.
+        input_ids: Long [T], the image token id (-200) at each image.
+        labels: Long [T], -100 where nothing is learned.
+        images: Float [N, 3, H, W], one per -200 in order (N may be 0).
+        lengths: Tokens of each sample in ``input_ids`` (sums to T).
+        problems: Notes and skipped samples met while producing this row.
+    """
+
+    ids: tuple[str, ...]
+    input_ids: torch.Tensor
+    labels: torch.Tensor
+    images: torch.Tensor
+    lengths: tuple[int, ...]
+    problems: tuple[Problem, ...] = ()
+
+
+class SampleEncoder:
+    """Template, tokenizer, length policy and image processor, applied to a conversation.
+
+    Args:
+        tokenizer: A Hugging Face fast tokenizer.
+        template: A built-in ``ConversationTemplate`` or a ``JinjaTemplate``.
+        seq_length: Longest sequence, counting ``image_token_len`` per image.
+        image_token_len: Language-model tokens per image.
+        image_processor: Pixel preprocessing; ``None`` for text-only use (inspect, stats).
+        image_token: The tag and its id.
+        system_prompt: Replaces the template's default system prompt.
+        overlong: ``truncate``, ``drop`` or ``error``.
+    """
+
+    def __init__(
+        self,
+        *,
+        tokenizer,
+        template,
+        seq_length: int,
+        image_token_len: int | None,
+        image_processor: ImageProcessor | None = None,
+        image_token: ImageToken = DEFAULT_IMAGE_TOKEN,
+        system_prompt: str | None = None,
+        overlong: str = "truncate",
+    ):
+        self.segment_tokenizer = SegmentTokenizer(tokenizer, image_token=image_token)
+        self.template, self.seq_length, self.overlong = template, seq_length, overlong
+        self.image_token_len = image_token_len
+        self.image_processor, self.image_token = image_processor, image_token
+        self.system_prompt = system_prompt
+
+    def segments(self, conversation: Conversation) -> list[tuple[str, bool]]:
+        return self.template.segments(
+            conversation, system=self.system_prompt, image_tag=self.image_token.token_str
+        )
+
+    def _check_answers(self, conversation: Conversation, segments) -> None:
+        stop = getattr(self.template, "stop_string", None)
+        for text, learned in segments:
+            if learned and stop and stop.strip() and text.count(stop) > 1:
+                message = f"an answer contains the stop string {stop!r} before its end"
+                raise bad_sample("stop_in_answer", conversation.id, conversation.where, message)
+
+    def cost(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """Cumulative language-model length after each token (images count image_token_len)."""
+        is_image = input_ids == self.image_token.token_id
+        if is_image.any() and self.image_token_len is None:
+            raise DataError("samples have images but image_token_len is unknown: set it")
+        per_token = torch.where(is_image, self.image_token_len or 1, 1)
+        return per_token.cumsum(0)
+
+    def tokenize(self, conversation: Conversation) -> tuple[Tokens, list[Problem]]:
+        """Tokens within ``seq_length`` (truncated by policy), and notes about them."""
+        segments = self.segments(conversation)
+        self._check_answers(conversation, segments)
+        tokens = self.segment_tokenizer.encode(segments, bos=getattr(self.template, "bos", True))
+        return self._fit(conversation, tokens)
+
+    def tokenization_differs(self, conversation: Conversation) -> bool:
+        """Whether tokenizing the whole prompt at once would give other ids (see encoding.py)."""
+        segments = self.segments(conversation)
+        tokens = self.segment_tokenizer.encode(segments, bos=getattr(self.template, "bos", True))
+        return self.segment_tokenizer.differs(segments, tokens)
+
+    def _fit(self, conversation: Conversation, tokens: Tokens) -> tuple[Tokens, list[Problem]]:
+        ids = torch.tensor(tokens.input_ids, dtype=torch.long)
+        cost = self.cost(ids)
+        length = int(cost[-1]) if len(cost) else 0
+        if length <= self.seq_length:
+            return tokens, []
+        message = f"{length} tokens (images included) > seq_length {self.seq_length}"
+        where = str(conversation.where)  # rendered now: a Problem travels between processes
+        if self.overlong == "error":
+            raise DataError(f"{where}: sample '{conversation.id}': {message}")
+        if self.overlong == "drop":
+            raise DroppedSample(Problem("too_long", conversation.id, where, message))
+        keep = int((cost <= self.seq_length).sum())
+        cut = Tokens(tokens.input_ids[:keep], tokens.labels[:keep])
+        if cut.learned == 0:
+            message += "; nothing learned is left after truncation"
+            raise DroppedSample(Problem("too_long", conversation.id, where, message))
+        truncated = Problem("truncated", conversation.id, where, message, skipped=False)
+        return cut, [truncated]
+
+    def encode(
+        self, conversation: Conversation, load_image: Callable[[str], Image.Image]
+    ) -> Sample:
+        """The full sample: tokens, labels and the kept images (those whose tag survived)."""
+        tokens, notes = self.tokenize(conversation)
+        input_ids = torch.tensor(tokens.input_ids, dtype=torch.long)
+        kept = int((input_ids == self.image_token.token_id).sum())
+        images = [self._pixels(load_image(ref)) for ref in conversation.images[:kept]]
+        return Sample(
+            ids=(conversation.id,),
+            input_ids=input_ids,
+            labels=torch.tensor(tokens.labels, dtype=torch.long),
+            images=torch.stack(images) if images else self.empty_images(),
+            lengths=(len(input_ids),),
+            problems=tuple(notes),
+        )
+
+    def _pixels(self, image: Image.Image) -> torch.Tensor:
+        if self.image_processor is None:
+            raise DataError("samples have images but no image processor was given")
+        return self.image_processor(image)
+
+    def empty_images(self) -> torch.Tensor:
+        height, width = self.image_processor.size if self.image_processor else (1, 1)
+        return torch.empty(0, 3, height, width)
+
+
+def ignore_mask(labels: torch.Tensor) -> torch.Tensor:
+    """True where a label is learned."""
+    return labels != IGNORE_INDEX
