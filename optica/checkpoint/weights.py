@@ -18,7 +18,13 @@ from safetensors import SafetensorError
 from safetensors.torch import save_file
 
 from optica.checkpoint.errors import CheckpointError
-from optica.models.hf.io import SAFE_INDEX, read_hf_state_dict
+from optica.models.hf.io import (
+    SAFE_INDEX,
+    own_storage,
+    plan_shards,
+    read_hf_state_dict,
+    shard_names,
+)
 from optica.models.hf.problems import Problems
 
 MAX_SHARD_BYTES = 5 * 2**30
@@ -30,10 +36,10 @@ def write_weights(
     """Writes ``state_dict`` into ``root`` as one file or shards of at most ``max_shard_bytes``
     (default :data:`MAX_SHARD_BYTES`). Returns the file names written."""
     _refuse_aliases(state_dict)
-    shards = _plan_shards(state_dict, max_shard_bytes or MAX_SHARD_BYTES)
-    names = _shard_names(len(shards))
+    shards = plan_shards(state_dict, max_shard_bytes or MAX_SHARD_BYTES)
+    names = shard_names(len(shards))
     for name, keys in zip(names, shards, strict=True):
-        tensors = {key: _owned(state_dict[key]) for key in keys}
+        tensors = {key: own_storage(state_dict[key]) for key in keys}
         try:
             save_file(tensors, str(root / name), metadata={"format": "pt"})
         except SafetensorError as err:
@@ -90,31 +96,3 @@ def _refuse_aliases(state_dict: Mapping[str, torch.Tensor]) -> None:
                 "store each parameter once: tie them in the model's forward instead"
             )
         seen[where] = key
-
-
-def _plan_shards(state_dict: Mapping[str, torch.Tensor], max_bytes: int) -> list[list[str]]:
-    shards: list[list[str]] = [[]]
-    size = 0
-    for key, tensor in state_dict.items():
-        nbytes = tensor.numel() * tensor.element_size()
-        if shards[-1] and size + nbytes > max_bytes:
-            shards.append([])
-            size = 0
-        shards[-1].append(key)
-        size += nbytes
-    return shards
-
-
-def _shard_names(count: int) -> list[str]:
-    if count == 1:
-        return ["model.safetensors"]
-    return [f"model-{i:05d}-of-{count:05d}.safetensors" for i in range(1, count + 1)]
-
-
-def _owned(tensor: torch.Tensor) -> torch.Tensor:
-    # NOTE: safetensors refuses tensors that share storage, so a view into a bigger tensor is
-    # copied (one at a time, per shard); a parameter owning its storage is written as it is.
-    tensor = tensor.detach()
-    if tensor.untyped_storage().nbytes() != tensor.numel() * tensor.element_size():
-        return tensor.clone(memory_format=torch.contiguous_format)
-    return tensor.contiguous()

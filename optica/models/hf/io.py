@@ -128,10 +128,10 @@ def write_hf_checkpoint(
     ``path``, the layout ``from_pretrained`` reads. Returns ``path``."""
     root = Path(path)
     root.mkdir(parents=True, exist_ok=True)
-    shards = _plan_shards(state_dict, max_shard_bytes)
-    names = _shard_names(len(shards))
+    shards = plan_shards(state_dict, max_shard_bytes)
+    names = shard_names(len(shards))
     for name, keys in zip(names, shards, strict=True):
-        tensors = {key: _own_storage(state_dict[key]) for key in keys}
+        tensors = {key: own_storage(state_dict[key]) for key in keys}
         save_file(tensors, str(root / name), metadata={"format": "pt"})
     if len(shards) > 1:
         total = sum(t.numel() * t.element_size() for t in state_dict.values())
@@ -142,7 +142,8 @@ def write_hf_checkpoint(
     return root
 
 
-def _plan_shards(state_dict: Mapping[str, torch.Tensor], max_bytes: int) -> list[list[str]]:
+def plan_shards(state_dict: Mapping[str, torch.Tensor], max_bytes: int) -> list[list[str]]:
+    """Keys grouped in order into shards of at most ``max_bytes`` (a bigger tensor is alone)."""
     shards: list[list[str]] = [[]]
     size = 0
     for key, tensor in state_dict.items():
@@ -155,13 +156,15 @@ def _plan_shards(state_dict: Mapping[str, torch.Tensor], max_bytes: int) -> list
     return shards
 
 
-def _shard_names(count: int) -> list[str]:
+def shard_names(count: int) -> list[str]:
+    """transformers' file names: ``model.safetensors`` or ``model-00001-of-0000N.safetensors``."""
     if count == 1:
         return ["model.safetensors"]
     return [f"model-{i:05d}-of-{count:05d}.safetensors" for i in range(1, count + 1)]
 
 
-def _own_storage(tensor: torch.Tensor) -> torch.Tensor:
+def own_storage(tensor: torch.Tensor) -> torch.Tensor:
+    """``tensor`` detached and contiguous, copied only when it is a view into a bigger storage."""
     # NOTE: safetensors refuses tensors that share storage; the q/k/v and gate/up splits are views
     # into one fused tensor, so those (only those) are copied.
     tensor = tensor.detach()
