@@ -29,11 +29,21 @@ from optica.train.schedules import build_scheduler
 IGNORE_INDEX = -100
 
 
+def shift_labels(labels: torch.Tensor) -> torch.Tensor:
+    """Each position's target [B, T]: the label of the token after it (-100 after the last)."""
+    return nn.functional.pad(labels[:, 1:], (0, 1), value=IGNORE_INDEX)
+
+
 def token_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Mean next-token cross entropy over positions whose label is not -100."""
-    shifted_logits = logits[:, :-1].reshape(-1, logits.shape[-1]).float()
-    shifted_labels = labels[:, 1:].reshape(-1)
-    return nn.functional.cross_entropy(shifted_logits, shifted_labels, ignore_index=IGNORE_INDEX)
+    """Mean next-token cross entropy over positions whose label is not -100.
+
+    The labels are shifted, not the logits: slicing logits [B, T, V] would copy them, and the
+    slice's backward would write a zero-filled gradient as large (transformers' loss shifts the
+    labels too).
+    """
+    flat_logits = logits.reshape(-1, logits.shape[-1]).float()
+    targets = shift_labels(labels).reshape(-1)
+    return nn.functional.cross_entropy(flat_logits, targets, ignore_index=IGNORE_INDEX)
 
 
 def next_token_loss(
@@ -109,7 +119,34 @@ class TrainingModule(pl.LightningModule):
         if self.loss_runner is not None:
             scale = self.trainer.accumulate_grad_batches if self.training else 1
             return self.loss_runner(batch, self.output_loss, training=self.training, scale=scale)
+        if self._logits_at_learned_only(batch):
+            return self._learned_token_loss(batch)
         return self.output_loss(self(batch), batch)
+
+    def _logits_at_learned_only(self, batch: dict[str, Any]) -> bool:
+        """Whether the model can compute logits where a label is learned only: a token model
+        taking ``logits_at``, whole sequences (not a context-parallel slice), and no model
+        parallelism (a parallel output layer expects whole sequences)."""
+        if "logits_at" not in self._accepted or "next_labels" in batch:
+            return False
+        if batch["labels"].dim() != 2:
+            return False
+        trainer = self._trainer
+        return trainer is None or data_parallel_size(trainer) == trainer.world_size
+
+    def _learned_token_loss(self, batch: dict[str, Any]) -> torch.Tensor:
+        """:func:`token_loss`'s value, with logits only where a label is learned: the output layer
+        and the softmax over the vocabulary skip prompts, image tokens and padding (for a LLaVA
+        batch, most of the sequence)."""
+        labels = batch["labels"]
+        expand = getattr(self.model, "expand_labels", None)
+        if expand is not None:
+            labels = expand(batch["input_ids"], labels)
+        targets = shift_labels(labels)
+        learned = targets != IGNORE_INDEX
+        inputs = {k: v for k, v in batch.items() if k in self._accepted and k != "labels"}
+        logits = self.model(**inputs, logits_at=learned)
+        return nn.functional.cross_entropy(logits.float(), targets[learned])
 
     def output_loss(self, logits: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
         """The loss of the model's output for ``batch``: the one definition, whatever runs the

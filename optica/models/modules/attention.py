@@ -143,5 +143,7 @@ class SelfAttention(nn.Module):
         batch, seq_len, _ = x.shape
         per_group = self.num_heads // self.num_kv_heads
         qkv = self.linear_qkv(x).view(batch, seq_len, -1, per_group + 2, self.head_dim)
-        q = qkv[:, :, :, :per_group].reshape(batch, seq_len, -1, self.head_dim)
-        return q, qkv[:, :, :, per_group], qkv[:, :, :, per_group + 1]
+        # NOTE: one split, not three slices: its backward is one concatenation, where each
+        # slice's backward would write a zero-filled full-size gradient to be summed.
+        q, k, v = qkv.split([per_group, 1, 1], dim=3)
+        return q.reshape(batch, seq_len, -1, self.head_dim), k.squeeze(3), v.squeeze(3)

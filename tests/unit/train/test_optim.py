@@ -47,7 +47,7 @@ def test_seed_000_block_builds_adamw_without_decay_on_bias_and_norm():
     assert decays == {"default": 0.01, "default (no decay)": 0.0}
     counts = {g["name"]: len(g["params"]) for g in optimizer.param_groups}
     assert counts == {"default": 2, "default (no decay)": 4}  # two weights; 2 biases + LN w/b
-    assert optimizer.defaults["foreach"] is True and optimizer.defaults["eps"] == 1e-8
+    assert optimizer.defaults["fused"] is True and optimizer.defaults["eps"] == 1e-8
 
 
 def test_frozen_parameters_never_reach_the_optimizer():

@@ -147,6 +147,7 @@ class LlamaModel(OpticaModel):
         attention_mask: torch.Tensor | None = None,
         packed_seq_params: PackedSeqParams | None = None,
         kv_cache: KVCache | None = None,
+        logits_at: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Computes next-token logits [B, T, vocab_size].
 
@@ -158,6 +159,10 @@ class LlamaModel(OpticaModel):
                 [B, 1, T, cached + T] boolean/additive mask used as given.
             packed_seq_params: Sample boundaries of packed rows; attention stays within a sample.
             kv_cache: Cache to extend (incremental decoding); not combinable with packing.
+            logits_at: Boolean [B, T]: compute logits only at these positions, returned as
+                [N, vocab_size] in row-major order. A training loss needs them only where a
+                label is learned; the output layer and the softmax over the vocabulary then skip
+                prompts, image tokens and padding.
         """
         hidden = self._embed(input_ids, inputs_embeds)
         batch, seq_len = hidden.shape[:2]
@@ -168,7 +173,7 @@ class LlamaModel(OpticaModel):
         mask = self._mask(attention_mask, documents, seq_len, offset, hidden.device)
         rope = self.rotary_pos_emb(position_ids, hidden.dtype)
         hidden = self.decoder(hidden, rope=rope, mask=mask, kv_cache=kv_cache)
-        return self._logits(hidden)
+        return self._logits(hidden if logits_at is None else hidden[logits_at])
 
     def _embed(
         self, input_ids: torch.Tensor | None, inputs_embeds: torch.Tensor | None

@@ -151,6 +151,7 @@ class LlavaModel(OpticaModel):
         position_ids: torch.Tensor | None = None,
         packed_seq_params: PackedSeqParams | None = None,
         kv_cache: KVCache | None = None,
+        logits_at: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Computes logits [B, T', vocab_size], T' being the longest row after each -200 in
         ``input_ids`` became its image's ``num_image_tokens`` embeddings (shorter rows are padded
@@ -167,6 +168,8 @@ class LlavaModel(OpticaModel):
             packed_seq_params: Sample boundaries over ``input_ids`` (cu_seqlens of a row of T, or
                 document ids [B, T]); an image belongs to its placeholder's sample.
             kv_cache: Cache for incremental decoding; images may only come with the prompt.
+            logits_at: Boolean [B, T'] over the expanded sequence: logits only there, as
+                [N, vocab_size] (see ``LlamaModel.forward``; ``expand_labels`` gives the layout).
         """
         if kv_cache is not None and kv_cache.offset > 0:
             return self._decode_step(input_ids, images, attention_mask, position_ids, kv_cache)
@@ -178,6 +181,7 @@ class LlavaModel(OpticaModel):
             position_ids=_checked_positions(position_ids, embeds.shape[:2]),
             packed_seq_params=_expanded_packing(plan, packed_seq_params),
             kv_cache=kv_cache,
+            logits_at=logits_at,
         )
 
     def encode_images(self, images: torch.Tensor) -> torch.Tensor:

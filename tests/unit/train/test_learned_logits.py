@@ -1,0 +1,67 @@
+"""The training loss computes logits only where a label is learned (``logits_at``): same value
+and same gradients as the loss over the full logits, for a LLaVA batch (images expand the
+sequence, prompts and image tokens learn nothing) and a plain language model."""
+
+import torch
+
+from optica.models import (
+    IMAGE_TOKEN_INDEX,
+    LlamaConfigTiny,
+    LlamaModel,
+    LlavaConfigTiny,
+    LlavaModel,
+)
+from optica.train.module import IGNORE_INDEX, TrainingModule, token_loss
+
+
+def _grads(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+def _both_losses(model: torch.nn.Module, batch: dict) -> tuple:
+    module = TrainingModule(model)
+    assert module._logits_at_learned_only(batch)
+    sparse = module.loss(batch)
+    sparse.backward()
+    sparse_grads = _grads(model)
+    model.zero_grad(set_to_none=True)
+    dense = module.output_loss(module(batch), batch)  # the full [B, T', V] logits
+    dense.backward()
+    return sparse, dense, sparse_grads, _grads(model)
+
+
+def _assert_same(sparse, dense, sparse_grads, dense_grads) -> None:
+    assert torch.allclose(sparse, dense, atol=1e-6), (sparse, dense)
+    assert sparse_grads.keys() == dense_grads.keys() and sparse_grads
+    for name, grad in dense_grads.items():
+        assert torch.allclose(sparse_grads[name], grad, atol=1e-6), name
+
+
+def test_llava_loss_over_learned_positions_equals_the_full_loss():
+    model = LlavaModel(LlavaConfigTiny()).init_weights(seed=0)
+    ids = torch.randint(0, 200, (2, 12), generator=torch.Generator().manual_seed(0))
+    ids[0, 2], ids[1, 5], ids[1, 7] = IMAGE_TOKEN_INDEX, IMAGE_TOKEN_INDEX, IMAGE_TOKEN_INDEX
+    labels = ids.clone()
+    labels[:, :6] = IGNORE_INDEX  # the prompt
+    labels[labels == IMAGE_TOKEN_INDEX] = IGNORE_INDEX
+    images = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    batch = {"input_ids": ids, "images": images, "labels": labels}
+    _assert_same(*_both_losses(model, batch))
+
+
+def test_language_model_loss_over_learned_positions_equals_the_full_loss():
+    model = LlamaModel(LlamaConfigTiny()).init_weights(seed=0)
+    ids = torch.randint(0, 250, (2, 10), generator=torch.Generator().manual_seed(2))
+    labels = ids.clone()
+    labels[0, :4] = IGNORE_INDEX
+    _assert_same(*_both_losses(model, {"input_ids": ids, "labels": labels}))
+
+
+def test_token_loss_shifts_labels_like_slicing_the_logits():
+    logits = torch.randn(2, 7, 11, generator=torch.Generator().manual_seed(3))
+    labels = torch.randint(0, 11, (2, 7), generator=torch.Generator().manual_seed(4))
+    labels[1, :3] = IGNORE_INDEX
+    sliced = torch.nn.functional.cross_entropy(
+        logits[:, :-1].reshape(-1, 11), labels[:, 1:].reshape(-1), ignore_index=IGNORE_INDEX
+    )
+    assert torch.allclose(token_loss(logits, labels), sliced)
