@@ -133,6 +133,10 @@ def _kernel(params: list[nn.Parameter]) -> dict[str, bool]:
     0.035 s on 2 cores, against 0.23 s for ``foreach`` (no CPU kernel) and 0.46 s for the loop.
     """
     fused_devices = ("cuda", "xpu", "mps", "cpu")
+    # NOTE: fused and foreach kernels refuse a mix of DTensors and plain tensors in one group
+    # (tensor parallelism without FSDP leaves embeddings and heads of vision models plain).
+    if len({hasattr(p, "placements") for p in params}) > 1:
+        return {"foreach": False}
     if all(p.device.type in fused_devices and p.is_floating_point() for p in params):
         return {"fused": True}
     return {"foreach": True}

@@ -50,6 +50,7 @@ from optica.train.parallel.checkpoint import (
 )
 from optica.train.parallel.clip import clip_grad_norm_
 from optica.train.parallel.context import split_for_context_parallel
+from optica.train.parallel.export import MODEL_CONFIG_FILE, model_config_text
 from optica.train.parallel.fp8 import apply_fp8
 from optica.train.parallel.mesh import build_mesh
 from optica.train.parallel.pipeline import PipelineRunner, stage_ids
@@ -151,7 +152,9 @@ class ParallelStrategy(ModelParallelStrategy):
         self.validate(module.model, self.num_nodes * self.num_processes, micro, global_)
         if getattr(module, "peft", None) is not None and self.model_parallel_size > 1:
             raise ConfigError(
-                "ParallelStrategy: PEFT (LoRA) with TP, PP or CP > 1 is not supported yet"
+                "ParallelStrategy: PEFT (LoRA) with TP, PP or CP > 1 is not supported yet (the "
+                "adapters are not sharded); LoRA runs data-parallel: data_parallel_sharding=ddp "
+                "or fsdp with TP = PP = CP = 1"
             )
         self._setup_distributed()
         if self._device_mesh is None:  # fit, then validate: the same mesh and parallel model
@@ -202,7 +205,14 @@ class ParallelStrategy(ModelParallelStrategy):
         stages = plan.pipeline_stages(module.model, ids, num_stages)
         microbatches = settings.microbatches(_batch_sizes(module)[0])
         module.loss_runner = PipelineRunner(
-            stages, ids, num_stages, pp, self.root_device, settings.pipeline_schedule, microbatches
+            stages,
+            ids,
+            num_stages,
+            pp,
+            self.root_device,
+            settings.pipeline_schedule,
+            microbatches,
+            input_key=plan.pipeline_input,
         )
         return stages
 
@@ -213,8 +223,11 @@ class ParallelStrategy(ModelParallelStrategy):
     ) -> Any:
         batch = super().batch_to_device(batch, device, dataloader_idx)
         if self.settings.cp > 1:
-            cp = self.device_mesh["cp"]
-            batch = split_for_context_parallel(batch, cp.get_local_rank(), cp.size())
+            cp, model = self.device_mesh["cp"], self.lightning_module.model
+            split = family_for_model(model).parallel_plan.split_batch
+            if split is None:
+                return split_for_context_parallel(batch, cp.get_local_rank(), cp.size())
+            return split(batch, model, cp.get_local_rank(), cp.size())
         return batch
 
     def backward(
@@ -248,12 +261,14 @@ class ParallelStrategy(ModelParallelStrategy):
         self, checkpoint: dict[str, Any], filepath: Any, storage_options: Any = None
     ) -> None:
         """Writes ``filepath`` as a checkpoint directory (atomically; in the background with
-        ``ckpt_async_save``)."""
+        ``ckpt_async_save``), with the model's config, so it exports without the run's config
+        (``optica.train.parallel.export``)."""
         path = Path(self.broadcast(str(filepath)))
         tensors = {"state_dict": checkpoint.pop("state_dict")}
         for index, state in enumerate(checkpoint.pop("optimizer_states", [])):
             tensors[f"optimizer_{index}"] = state
-        self._checkpoints.save(tensors, checkpoint, path)
+        files = {MODEL_CONFIG_FILE: model_config_text(self.lightning_module.model)}
+        self._checkpoints.save(tensors, checkpoint, path, files)
 
     def load_checkpoint(
         self, checkpoint_path: Any, weights_only: bool | None = None

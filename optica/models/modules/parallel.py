@@ -78,7 +78,13 @@ class ParallelPlan:
             stage; None when the family cannot be pipelined.
         context_parallel: Whether ``parallelize`` handles a ``cp`` mesh of size > 1.
         problems: ``(config, sizes) -> [reason, ...]``: family-specific reasons a layout cannot
-            run (``sizes`` maps ``tp``, ``pp``, ``cp``, ``dp`` to degrees).
+            run (``sizes`` maps ``tp``, ``pp``, ``cp``, ``dp`` to degrees, ``sp`` to 0 or 1).
+        pads_for_context_parallel: The plan pads sequences itself, so their length need not be a
+            multiple of CP (image-token sequences).
+        split_batch: ``(batch, model, cp_rank, cp_size) -> batch``: this context-parallel rank's
+            share of a batch; None for token batches (``input_ids`` and ``labels`` split along
+            the sequence by the strategy).
+        pipeline_input: The batch key the first pipeline stage reads.
     """
 
     shape: Callable[[Any], Any]
@@ -86,6 +92,9 @@ class ParallelPlan:
     pipeline_stages: Callable[[nn.Module, Sequence[int], int], list[nn.Module]] | None = None
     context_parallel: bool = False
     problems: Callable[[Any, dict[str, int]], list[str]] | None = None
+    pads_for_context_parallel: bool = False
+    split_batch: Callable[[dict[str, Any], nn.Module, int, int], dict[str, Any]] | None = None
+    pipeline_input: str = "input_ids"
 
 
 def gate_up_colwise_parallel() -> Any:

@@ -181,9 +181,16 @@ class DistributedCheckpointer:
         self._pending: tuple[Future, Path, Path] | None = None
         self._group: dist.ProcessGroup | None = None
 
-    def save(self, tensors: dict[str, Any], metadata: dict[str, Any], path: Path) -> None:
-        """Writes ``tensors`` (DCP) and ``metadata`` (rank 0, ``meta.pt``) as directory ``path``;
-        every rank calls this with the same ``path``."""
+    def save(
+        self,
+        tensors: dict[str, Any],
+        metadata: dict[str, Any],
+        path: Path,
+        files: dict[str, str] | None = None,
+    ) -> None:
+        """Writes ``tensors`` (DCP), ``metadata`` (rank 0, ``meta.pt``) and the text ``files``
+        (name → content, rank 0) as directory ``path``; every rank calls this with the same
+        ``path``."""
         self.finish()
         partial = _partial(path)
         if _rank() == 0:
@@ -199,6 +206,8 @@ class DistributedCheckpointer:
             dcp.save(state, checkpoint_id=partial, planner=_SavePlanner())
         if _rank() == 0:
             torch.save(metadata, partial / META_FILE)
+            for name, text in (files or {}).items():
+                (partial / name).write_text(text)
         self._pending = (future if self.async_save else _done(), partial, path)
         if not self.async_save:
             self.finish()

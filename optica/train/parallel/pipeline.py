@@ -47,6 +47,7 @@ class PipelineRunner:
         device: This rank's device.
         schedule: ``1f1b``, ``gpipe`` or ``interleaved_1f1b`` (needs several stages per rank).
         microbatches: Pipeline micro-batches per step.
+        input_key: The batch key the first stage reads (``input_ids``, or ``images``).
     """
 
     def __init__(
@@ -58,8 +59,11 @@ class PipelineRunner:
         device: torch.device,
         schedule: str,
         microbatches: int,
+        *,
+        input_key: str = "input_ids",
     ) -> None:
         group = mesh.get_group()
+        self.input_key = input_key
         stages = [
             PipelineStage(module, index, num_stages, device, group=group)
             for module, index in zip(modules, ids)
@@ -83,14 +87,15 @@ class PipelineRunner:
         """The mean loss over the batch's micro-batches, on every pipeline rank.
 
         Args:
-            batch: ``input_ids`` and ``labels`` [B, T] (unpadded, unpacked).
+            batch: ``input_ids`` and ``labels`` [B, T] (unpadded, unpacked), or the plan's
+                ``input_key`` (``images``) and its ``labels``.
             output_loss: ``(logits, {"labels": ...}) -> loss``, the module's loss.
             training: Run the backward too (gradients accumulate in the stages' parameters).
             scale: Divide each micro-batch's loss by this (Lightning's gradient accumulation).
         """
-        _check(batch)
+        _check(batch, self.input_key)
         self._output_loss, self._scale = output_loss, scale
-        args = (batch["input_ids"],) if self.first else ()
+        args = (batch[self.input_key],) if self.first else ()
         target = batch["labels"] if self.last else None
         losses: list[torch.Tensor] = []
         if training:
@@ -130,9 +135,9 @@ def _schedule(name: str, stages: list[PipelineStage], microbatches: int, loss_fn
     return single(stages[0], microbatches, loss_fn=loss_fn)
 
 
-def _check(batch: dict[str, Any]) -> None:
-    extra = sorted(key for key in batch if key not in _TOKEN_KEYS)
+def _check(batch: dict[str, Any], input_key: str) -> None:
+    extra = sorted(key for key in batch if key not in (*_TOKEN_KEYS, input_key))
     mask = batch.get("attention_mask")
     if extra or (mask is not None and not bool(mask.bool().all())):
         what = f"inputs {extra}" if extra else "padded batches"
-        raise ConfigError(f"pipeline parallelism: {what} are not supported yet (tokens only)")
+        raise ConfigError(f"pipeline parallelism: {what} are not supported yet ({input_key} only)")

@@ -19,6 +19,9 @@ from optica.run.errors import did_you_mean
 from optica.train.parallel.fp8 import FP8_RECIPES, fp8_problems
 from optica.train.parallel.pipeline import SCHEDULES
 
+# ``optica.autoconfig.layout``'s wording for a sequence that CP chunks do not divide.
+_CP_LENGTH_PROBLEM = "sequence length "
+
 
 @dataclass(frozen=True)
 class ParallelSettings:
@@ -111,6 +114,8 @@ class ParallelSettings:
         else:
             layout = self.layout(world_size, micro_batch_size, global_batch_size)
             found = layout_problems(layout, plan.shape(model.config), world_size)
+            if plan.pads_for_context_parallel:  # its sequences need not divide by CP
+                found = [p for p in found if not p.startswith(_CP_LENGTH_PROBLEM)]
             found += self._plan_problems(plan, model.config, family.name, layout.dp)
         found += fp8_problems(self.fp8, self.tp)
         if self.pp > 1 and micro_batch_size % self.microbatches(micro_batch_size):
@@ -129,7 +134,8 @@ class ParallelSettings:
         if self.pp > 1 and plan.pipeline_stages is None:
             found.append(f"family {name!r} cannot be pipelined")
         if plan.problems is not None:
-            found += plan.problems(config, {"tp": self.tp, "pp": self.pp, "cp": self.cp, "dp": dp})
+            sizes = {"tp": self.tp, "pp": self.pp, "cp": self.cp, "dp": dp}
+            found += plan.problems(config, {**sizes, "sp": int(self.sequence_parallel)})
         return found
 
     def _planless_problems(self, name: str, world_size: int) -> list[str]:

@@ -11,8 +11,6 @@ layout reproduced them to < 1e-6; bf16-mixed runs agree with one bf16 process to
 
 from __future__ import annotations
 
-import os
-
 import pytest
 import torch
 
@@ -26,8 +24,8 @@ from optica.train.optim import OptimizerConfig
 from optica.train.parallel.checkpoint import consolidated_model_state
 from optica.train.strategy import ParallelStrategy
 from optica.train.trainer import TrainerConfig
-from tests.conftest import REPO_ROOT
 from tests.integration.parallel import tasks
+from tests.integration.parallel.launching import launch
 
 pytestmark = [pytest.mark.slow, pytest.mark.distributed]
 
@@ -68,18 +66,6 @@ RESUMED = {"tp2_to_tp1": "tp2", "fsdp2_to_dp1": "fsdp2", "pp2_to_pp1": "pp2_1f1b
 
 
 @pytest.fixture(scope="module")
-def environment(tmp_path_factory):
-    """What ``tests/conftest.py`` gives each test, for module-scoped launches."""
-    home = tmp_path_factory.mktemp("optica_home")
-    paths = [str(REPO_ROOT), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("OPTICA_HOME", str(home))
-        patch.setenv("HF_HUB_OFFLINE", "1")
-        patch.setenv("PYTHONPATH", os.pathsep.join(dict.fromkeys(paths)))
-        yield tmp_path_factory.mktemp("runs")
-
-
-@pytest.fixture(scope="module")
 def reference(environment):
     """One plain process with Lightning's default strategy, for each reference setting."""
     return {
@@ -108,14 +94,6 @@ def resumed(environment, two_ranks):
     compiled = {"compile": True, "activation_checkpointing": "full"}
     runs.append({"name": "compiled", "devices": 1, "micro_batch_size": 8, "strategy": compiled})
     return launch(environment, runs, ranks=1)
-
-
-def launch(exp_dir, runs, *, ranks):
-    task = run.Partial(tasks.train_all, exp_dir=str(exp_dir), runs=runs)
-    executor = LocalExecutor(ntasks_per_node=ranks, launcher="torchrun")
-    result = run_task(task, executor=executor, name=f"parallel{ranks}")
-    assert "terminate called" not in result.logs()  # the gloo exit crash (ENVIRONMENT.md)
-    return result.value
 
 
 @pytest.mark.parametrize("name", list(TWO_RANKS))

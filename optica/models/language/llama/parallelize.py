@@ -142,9 +142,9 @@ def parallelize_llama(part: nn.Module, mesh: DeviceMesh, config: ParallelConfig)
     """Applies the plan to a ``LlamaModel`` or one ``LlamaStage``, in this order (NOTE: each step
     wraps what the previous produced): TP/SP → CP → activation checkpointing → compile → FSDP or
     DDP over the data × context ranks."""
-    layers = _pieces(part)[1]
+    layers = llama_layers(part)
     if mesh["tp"].size() > 1:
-        _apply_tensor_parallel(part, mesh["tp"], config.sequence_parallel)
+        apply_llama_tensor_parallel(part, mesh["tp"], config.sequence_parallel)
     if mesh["cp"].size() > 1:
         attentions = [layer.self_attention for layer in layers]
         apply_context_parallel(attentions, mesh["cp"], part.config.sliding_window)
@@ -154,7 +154,13 @@ def parallelize_llama(part: nn.Module, mesh: DeviceMesh, config: ParallelConfig)
     apply_data_parallel(part, layers, mesh["dp_cp"], config)
 
 
-def _apply_tensor_parallel(part: nn.Module, tp: DeviceMesh, sequence_parallel: bool) -> None:
+def llama_layers(part: nn.Module) -> list[nn.Module]:
+    """The decoder layers of a ``LlamaModel`` (pruned or not) or of one ``LlamaStage``."""
+    return _pieces(part)[1]
+
+
+def apply_llama_tensor_parallel(part: nn.Module, tp: DeviceMesh, sequence_parallel: bool) -> None:
+    """Megatron's tensor-parallel layout (see the module docstring) on a model or stage."""
     from torch.distributed.tensor import Replicate, Shard
     from torch.distributed.tensor.parallel import (
         ColwiseParallel,

@@ -13,6 +13,7 @@ from optica.models.vision.clip.sizes import (
     CLIPViTL_14_Config,
 )
 from optica.models.vision.encoder import VisionTransformer
+from optica.models.vision.parallelize import PLAN
 
 FAMILY = register_family(
     Family(
@@ -23,6 +24,7 @@ FAMILY = register_family(
         hf_model_types=("clip_vision_model",),
         hf_architectures=("CLIPVisionModel", "CLIPModel"),
         sizes=SIZES,
+        parallel_plan=PLAN,
     )
 )
 

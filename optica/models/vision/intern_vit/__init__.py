@@ -9,6 +9,7 @@ from optica.models.vision.intern_vit.sizes import (
     InternViT_300M_448px_Config,
     InternViTConfigTiny,
 )
+from optica.models.vision.parallelize import PLAN
 
 FAMILY = register_family(
     Family(
@@ -19,6 +20,7 @@ FAMILY = register_family(
         hf_model_types=("intern_vit_6b",),
         hf_architectures=("InternVisionModel",),
         sizes=SIZES,
+        parallel_plan=PLAN,
     )
 )
 

@@ -11,6 +11,7 @@ exports say ``vision_use_head: false`` so transformers builds exactly what was w
 
 from optica.models.registry import Family, register_family
 from optica.models.vision.encoder import VisionTransformer
+from optica.models.vision.parallelize import PLAN
 from optica.models.vision.siglip.hf import SigLIPHFAdapter
 from optica.models.vision.siglip.sizes import (
     SIZES,
@@ -30,6 +31,7 @@ FAMILY = register_family(
         hf_model_types=("siglip_vision_model",),
         hf_architectures=("SiglipVisionModel", "SiglipModel"),
         sizes=SIZES,
+        parallel_plan=PLAN,
     )
 )
 

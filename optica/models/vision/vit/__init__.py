@@ -4,6 +4,7 @@ registers itself as ``"vit"`` on import."""
 from optica.models.registry import Family, register_family
 from optica.models.vision.vit.hf import ViTHFAdapter
 from optica.models.vision.vit.model import ViTClassificationModel, ViTConfig
+from optica.models.vision.vit.parallelize import PLAN
 from optica.models.vision.vit.sizes import (
     SIZES,
     ViTB16Config,
@@ -24,6 +25,7 @@ FAMILY = register_family(
         hf_model_types=("vit",),
         hf_architectures=("ViTForImageClassification",),
         sizes=SIZES,
+        parallel_plan=PLAN,
     )
 )
 

@@ -4,6 +4,7 @@
 from optica.models.registry import Family, register_family
 from optica.models.vlm.llava.hf import LlavaHFAdapter
 from optica.models.vlm.llava.model import LlavaConfig, LlavaModel, VisionProjection
+from optica.models.vlm.llava.parallelize import PLAN
 from optica.models.vlm.llava.sizes import (
     SIZES,
     Llava15Config7B,
@@ -26,6 +27,7 @@ FAMILY = register_family(
         hf_model_types=("llava",),
         hf_architectures=("LlavaForConditionalGeneration",),
         sizes=SIZES,
+        parallel_plan=PLAN,
     )
 )
 
