@@ -7,7 +7,9 @@
   :func:`predict_step_time`: the analytic models.
 * :class:`Layout`: what a parallel layout is and whether it is valid (shared with the trainer).
 * :func:`search` / :class:`AutoConfigurator`: enumerate, prune by memory, rank by speed, write
-  ``candidates.csv`` and the top-k configs.
+  ``candidates.csv`` and the top-k configs; :meth:`AutoConfigurator.run` trains the top-k with
+  limits (:class:`RunLimits`, :class:`Launch`) and writes ``results.csv``, ``failed.csv`` and a
+  predicted-vs-measured plot.
 """
 
 from optica.autoconfig.catalog import (
@@ -16,12 +18,13 @@ from optica.autoconfig.catalog import (
     model_shape,
     preset_names,
 )
-from optica.autoconfig.configurator import AutoConfigurator, Outputs
+from optica.autoconfig.configurator import AutoConfigurator, Measurements, Outputs
 from optica.autoconfig.flops import model_flops_per_step, step_work_flops
 from optica.autoconfig.hardware import GPUS, Cluster, Efficiency, GpuSpec, gpu_preset
 from optica.autoconfig.layout import Layout, LayoutError, layout_problems
 from optica.autoconfig.memory import MemoryEstimate, estimate_memory
 from optica.autoconfig.params import count_parameters
+from optica.autoconfig.runner import Launch, Outcome, RunLimits
 from optica.autoconfig.search import Candidate, SearchResult, SearchSpace, search
 from optica.autoconfig.shapes import (
     LanguageShape,
@@ -42,13 +45,17 @@ __all__ = [
     "Efficiency",
     "GpuSpec",
     "LanguageShape",
+    "Launch",
     "Layout",
     "LayoutError",
     "Lora",
+    "Measurements",
     "MemoryEstimate",
     "ModelShape",
+    "Outcome",
     "Outputs",
     "ProjectorShape",
+    "RunLimits",
     "SearchResult",
     "SearchSpace",
     "StepTime",

@@ -1,26 +1,19 @@
-"""``AutoConfigurator``: one object holding a search's inputs, which searches and writes files.
-
-Launching the best candidates (``run``) needs the training engine and its distributed strategy;
-until they exist it says so instead of pretending.
-"""
+"""``AutoConfigurator``: one object holding a search's inputs, which searches, writes files and
+launches the best candidates to measure them (:mod:`optica.autoconfig.runner`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NoReturn
 
 from optica.autoconfig.hardware import Cluster, Efficiency
 from optica.autoconfig.outputs import write_base_config, write_candidates_csv, write_top_k
+from optica.autoconfig.results import write_results
+from optica.autoconfig.runner import Launch, Outcome, RunLimits, run_candidates
 from optica.autoconfig.search import SearchResult, SearchSpace, search
 from optica.autoconfig.shapes import ModelShape
 from optica.autoconfig.training import Training
-from optica.run.errors import ConfigError, OpticaError
-
-RUNNER_MISSING = (
-    "launching candidates (--run) arrives with optica's training engine; for now the "
-    "auto-configurator predicts and writes configs only (see candidates.csv and top_k/)"
-)
+from optica.run.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -78,6 +71,41 @@ class AutoConfigurator:
             top_k=tuple(write_top_k(result, directory / "top_k", self.top_k)),
         )
 
-    def run(self, output_dir: str | Path) -> NoReturn:
-        """Would launch the top-k candidates and measure them; not available yet."""
-        raise OpticaError(RUNNER_MISSING)
+    def run(
+        self,
+        output_dir: str | Path,
+        *,
+        limits: RunLimits | None = None,
+        launch: Launch | None = None,
+        result: SearchResult | None = None,
+    ) -> Measurements:
+        """Searches and writes (as :meth:`write`), then trains each of the top-k candidates for
+        ``limits`` and writes ``results.csv``, ``failed.csv`` and the predicted-vs-measured plot.
+        A candidate that fails is recorded, never raised."""
+        result = result or self.search()
+        outputs = self.write(output_dir, result)
+        outcomes = run_candidates(
+            result,
+            result.top(self.top_k),
+            outputs.directory,
+            limits=limits or RunLimits(),
+            launch=launch or Launch(),
+        )
+        files = write_results(result, outcomes, outputs.directory)
+        return Measurements(result, outputs, tuple(outcomes), *files)
+
+
+@dataclass(frozen=True)
+class Measurements:
+    """What :meth:`AutoConfigurator.run` measured and wrote."""
+
+    result: SearchResult
+    outputs: Outputs
+    outcomes: tuple[Outcome, ...]
+    results_csv: Path
+    failed_csv: Path
+    plot: Path
+
+    @property
+    def succeeded(self) -> tuple[Outcome, ...]:
+        return tuple(o for o in self.outcomes if o.measured is not None)

@@ -27,6 +27,8 @@ class GpuSpec:
         hbm_gbs: Memory bandwidth, GB/s.
         nvlink_gbs: Intra-node bandwidth per GPU and direction, GB/s.
         ib_gbs: Inter-node bandwidth per GPU and direction, GB/s.
+        flash_attention: The attention kernel never stores the score matrix (FlashAttention /
+            cuDNN on GPUs). False for CPUs, whose SDPA math path keeps the softmax output.
     """
 
     name: str
@@ -35,6 +37,7 @@ class GpuSpec:
     hbm_gbs: float
     nvlink_gbs: float
     ib_gbs: float
+    flash_attention: bool = True
 
     def __post_init__(self) -> None:
         for field in ("memory_gb", "peak_tflops", "hbm_gbs", "nvlink_gbs", "ib_gbs"):

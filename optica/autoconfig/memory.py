@@ -24,7 +24,13 @@ peak stays at the end of the forward pass; the uniform method rebuilds a whole g
 at once, which adds whatever that group holds beyond its micro-batch's checkpoints. Context
 parallelism divides T by CP. A stage keeps as many
 micro-batches as the schedule has in flight (:mod:`optica.autoconfig.pipeline`); the peak is the
-heaviest stage. The last stage also keeps the fp32 logits, 4·T·V/TP.
+heaviest stage.
+
+The last stage's loss is optica's (``optica.train.module.token_loss``), not Megatron's fused
+vocab-parallel cross entropy (4·T·V/TP): the output layer's logits are gathered to the whole
+vocabulary (T·V in the activation dtype), cross entropy keeps their fp32 log-softmax (4·T·V) and
+the backward pass adds its fp32 gradient (4·T·V) before the logits are freed — held once per
+stage, since each micro-batch's loss is taken and back-propagated before the next one's.
 """
 
 from __future__ import annotations
@@ -120,6 +126,7 @@ def _stage_memory(
     per_microbatch, transient = _stage_activations(model, layout, stage, training, flash)
     scale = training.activation_bytes / 2
     activations = (per_microbatch * stage.in_flight + transient) * scale
+    activations += loss_bytes(model, layout, stage, training)
     return MemoryEstimate(weights, grads, optimizer, activations, stage.index)
 
 
@@ -159,8 +166,16 @@ def _ends_activations(
             total += _vlm_vision_activations(model, v, model.projector, layout, images, trained)
     if stage.last and model.language is not None:
         h, vocab = model.language.hidden_size, model.language.vocab_size
-        total += 2 * 2 * tokens * h / (tp if sp else 1) + 4 * tokens * vocab / tp
+        total += 2 * 2 * tokens * h / (tp if sp else 1)  # the final norm's and output's inputs
     return total
+
+
+def loss_bytes(model: ModelShape, layout: Layout, stage: Stage, training: Training) -> float:
+    """The logits and cross entropy of one micro-batch on the last stage (module docstring)."""
+    if not stage.last or model.language is None:
+        return 0.0
+    tokens = layout.micro_batch_size * model.seq_length / layout.cp
+    return (training.activation_bytes + 4 + 4) * tokens * model.language.vocab_size
 
 
 def _vlm_vision_activations(

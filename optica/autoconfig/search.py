@@ -144,7 +144,9 @@ def search(
         if problems:
             rejected.append(_describe(layout, problems))
             continue
-        memory = estimate_memory(model, layout, training=training)
+        memory = estimate_memory(
+            model, layout, training=training, flash_attention=cluster.gpu.flash_attention
+        )
         time = predict_step_time(model, layout, cluster, training=training, efficiency=efficiency)
         flops = model_flops_per_step(model, layout.global_batch_size, training)
         found.append(Candidate(layout, memory, time, memory.total <= budget, flops))

@@ -5,7 +5,10 @@
     optica autoconfig --recommend --max-training-days 5 --num-nodes 20 --output out
 
 Prints the best candidates as a table and writes ``candidates.csv``, ``base_config.yaml`` and
-``top_k/rank_NN.yaml`` (see :mod:`optica.autoconfig.outputs`).
+``top_k/rank_NN.yaml`` (see :mod:`optica.autoconfig.outputs`). With ``--run`` it then trains the
+top-k candidates (``--max-steps-per-run``, ``--max-minutes-per-run``, ``--executor``), prints
+what they measured next to what was predicted, and writes ``results.csv``, ``failed.csv`` and
+``predicted_vs_measured.png`` (see :mod:`optica.autoconfig.runner`).
 """
 
 from __future__ import annotations
@@ -18,8 +21,9 @@ from rich.console import Console
 from rich.table import Table
 
 from optica import autoconfig as ac
-from optica.autoconfig.configurator import RUNNER_MISSING
 from optica.autoconfig.hardware import gpu_for_memory
+from optica.autoconfig.results import results_rows
+from optica.autoconfig.runner import Launch, RunLimits
 from optica.run.errors import ConfigError, OpticaError
 
 
@@ -34,8 +38,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def autoconfig_command(args: argparse.Namespace) -> int:
-    if args.run:
-        raise OpticaError(f"--run: {RUNNER_MISSING}")
     console = Console(width=max(Console().width, 140), highlight=False)
     cluster = _cluster(args)
     model = _model(args, cluster, console)
@@ -53,6 +55,40 @@ def autoconfig_command(args: argparse.Namespace) -> int:
     )
     for path in (outputs.candidates_csv, outputs.base_config, *outputs.top_k):
         console.print(f"  {path}")
+    if args.run:
+        return _run(args, configurator, result, console)
+    return 0
+
+
+def _run(
+    args: argparse.Namespace,
+    configurator: ac.AutoConfigurator,
+    result: ac.SearchResult,
+    console: Console,
+) -> int:
+    """Trains the top-k candidates; 0 when at least one was measured."""
+    limits = RunLimits(
+        max_steps_per_run=args.max_steps_per_run, max_minutes_per_run=args.max_minutes_per_run
+    )
+    launch = Launch(
+        executor=args.executor, accelerator=args.accelerator, partition=args.partition,
+        account=args.account,
+    )  # fmt: skip
+    console.print(
+        f"running the top {min(args.top_k, len(result.fitting))} candidates "
+        f"({limits.max_steps_per_run} steps / {limits.max_minutes_per_run:g} min each, "
+        f"{args.executor} executor)..."
+    )
+    measurements = configurator.run(args.output, limits=limits, launch=launch, result=result)
+    console.print(_measured_table(result, measurements))
+    for outcome in measurements.outcomes:
+        if outcome.measured is None:
+            console.print(f"  rank {outcome.candidate.rank} failed ({outcome.error_type}): "
+                          f"{outcome.error}")  # fmt: skip
+    for path in (measurements.results_csv, measurements.failed_csv, measurements.plot):
+        console.print(f"  {path}")
+    if not measurements.succeeded:
+        raise OpticaError(f"no candidate ran successfully; see {measurements.failed_csv}")
     return 0
 
 
@@ -103,11 +139,14 @@ def _add_search_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_runner_arguments(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("runner (arrives with the training engine)")
+    group = parser.add_argument_group("runner: train the top-k candidates and measure them")
     group.add_argument("--run", action="store_true", help="launch the top-k candidates")
     group.add_argument("--max-steps-per-run", type=int, default=50)
     group.add_argument("--max-minutes-per-run", type=float, default=10.0)
     group.add_argument("--executor", choices=("local", "slurm"), default="local")
+    group.add_argument("--accelerator", choices=("auto", "cpu", "gpu"), default="auto")
+    group.add_argument("--partition", help="Slurm partition")
+    group.add_argument("--account", help="Slurm account")
 
 
 def _sizes(text: str) -> tuple[int, ...]:
@@ -189,6 +228,18 @@ def _table(result: ac.SearchResult, k: int) -> Table:
     table = Table(*columns, title=title)
     for candidate in result.top(k):
         row = candidate.row()
+        table.add_row(*(str(row[c]) for c in columns))
+    return table
+
+
+def _measured_table(result: ac.SearchResult, measurements: ac.Measurements) -> Table:
+    title = f"{result.model.name}: measured (best first) vs predicted"
+    columns = ("Measured Rank", "Predicted Rank", "TP", "PP", "CP", "DP", "MBS", "VP")
+    columns += ("Act Ckpt Layers", "Time per Step", "Predicted Time per Step", "Time Error %")
+    columns += ("Measured Memory per GPU (GiB)", "Predicted Memory per GPU (GiB)")
+    columns += ("Memory Error %", "Samples per Second", "Model TFLOPS / GPU")
+    table = Table(*columns, title=title)
+    for row in results_rows(result, list(measurements.outcomes)):
         table.add_row(*(str(row[c]) for c in columns))
     return table
 

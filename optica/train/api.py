@@ -102,7 +102,7 @@ def _trainer(config: TrainerConfig, data: Any, log: ExpManager, run_dir: Path) -
         config,
         accumulation=accumulation,
         loggers=build_loggers(log, run_dir),
-        callbacks=build_callbacks(log, run_dir),
+        callbacks=[*build_callbacks(log, run_dir), *config.callbacks],
         plugins=[AtomicCheckpointIO()],
     )
 

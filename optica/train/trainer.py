@@ -9,7 +9,7 @@ data-parallel size; a different explicit value is an error, never a silent surpr
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import lightning.pytorch as pl
@@ -50,6 +50,12 @@ class TrainerConfig:
     # ``ParallelStrategy(tensor_model_parallel_size=2)`` from ``optica.train.strategy``; None is
     # Lightning's default strategy.
     strategy: Any = None
+    # Extra Lightning callbacks (NeMo's ``Trainer(callbacks=[...])``), after the experiment
+    # manager's own; e.g. the auto-configurator's step-time/memory probe.
+    callbacks: list[Any] = field(default_factory=list)
+    # False for data modules that shard by data-parallel rank themselves (optica.data's batch
+    # samplers; NeMo 2.0's recipes set it so too): Lightning must not inject a sampler then.
+    use_distributed_sampler: bool = True
     # Seed 000 keys owned by the experiment manager: accepted, never used here.
     logger: bool = False
     enable_checkpointing: bool = False
@@ -124,5 +130,6 @@ def build_trainer(
         logger=loggers or False,
         callbacks=callbacks,
         plugins=plugins,
+        use_distributed_sampler=config.use_distributed_sampler,
         enable_checkpointing=any(isinstance(c, pl.callbacks.ModelCheckpoint) for c in callbacks),
     )

@@ -48,11 +48,26 @@ def test_recommend_needs_a_time_budget(tmp_path):
         invoke("--recommend", "--output", str(tmp_path))
 
 
-def test_run_is_accepted_but_not_faked(tmp_path):
-    with pytest.raises(OpticaError, match="--run: launching candidates .* training engine"):
-        invoke("--model", "llama2_7b", "--output", str(tmp_path), "--run", "--executor", "slurm",
-               "--max-steps-per-run", "10", "--max-minutes-per-run", "5")  # fmt: skip
-    assert not any(tmp_path.iterdir())
+def test_run_where_no_candidate_can_run_still_writes_every_file(tmp_path, capsys):
+    """GPT-3 (learned positions, biases) is searched but not launched: every top-k candidate
+    fails before any process starts, and the run says so in one line and in failed.csv."""
+    with pytest.raises(OpticaError) as err:
+        invoke("--model", "gpt3_125m", "--gpus-per-node", "1", "--output", str(tmp_path),
+               "--run", "--top-k", "2", "--max-steps-per-run", "3", "--max-minutes-per-run",
+               "1", "--micro-batch-sizes", "1,2", "--recompute-num-layers", "0")  # fmt: skip
+    assert str(err.value) == f"no candidate ran successfully; see {tmp_path / 'failed.csv'}"
+    printed = capsys.readouterr().out
+    assert (
+        "rank 1 failed (config): cannot launch gpt3_125m: its language model has a non-gated"
+        in (printed.replace("\n", ""))
+    )
+    assert list(csv.DictReader((tmp_path / "results.csv").open())) == []
+    assert (tmp_path / "results.csv").read_text().startswith("Model Name,Model Size,Seq Length")
+    failed = list(csv.DictReader((tmp_path / "failed.csv").open()))
+    assert [r["Predicted Rank"] for r in failed] == ["1", "2"]
+    assert {r["Error Type"] for r in failed} == {"config"}
+    assert "learned positions" in failed[0]["Error"]
+    assert (tmp_path / "predicted_vs_measured.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_unknown_model_has_a_hint(tmp_path):

@@ -2,8 +2,6 @@
 
 import csv
 
-import pytest
-
 from optica import run
 from optica.autoconfig import (
     AutoConfigurator,
@@ -16,7 +14,6 @@ from optica.autoconfig import (
 )
 from optica.autoconfig.memory import GIB
 from optica.autoconfig.search import default_global_batch_size
-from optica.run.errors import OpticaError
 
 LLAMA = model_shape("llama2_7b")
 NODE_H200 = Cluster(1, 8, gpu_preset("h200"))
@@ -115,11 +112,6 @@ def test_files_written(tmp_path):
     # A second, smaller write leaves no stale ranks behind.
     AutoConfigurator(LLAMA, NODE_H200, space=space, top_k=1).write(tmp_path / "out")
     assert sorted(p.name for p in (tmp_path / "out" / "top_k").iterdir()) == ["rank_01.yaml"]
-
-
-def test_runner_is_not_there_yet():
-    with pytest.raises(OpticaError, match="arrives with optica's training engine"):
-        AutoConfigurator(LLAMA, NODE_H200).run("out")
 
 
 def test_sizes_that_do_not_divide_the_world_are_never_proposed():

@@ -1,0 +1,160 @@
+"""From a searched :class:`ModelShape` to the optica model and data a candidate's run trains.
+
+A shape says only what the analytic models need; running it needs one of optica's model classes
+with the same numbers. Language models with Llama's traits (gated MLP, RMSNorm, no biases, RoPE,
+dense) run as :class:`~optica.models.LlamaModel` — Llama 2/3, Mistral, Vicuna and any size the
+search generates in that style; LLaVA-style VLMs run as :class:`~optica.models.LlavaModel` with a
+CLIP tower and that language model. Other families (GPT-3's learned positions and biases, MoE,
+Gemma, Nemotron, ViT classifiers) are searched and predicted but not launched here yet: asking
+for it is one clear error, never a silently different model. Data is random
+with the shape's sequence length: tokens only for a language model
+(:class:`~optica.autoconfig.data.RandomTokenData`), tokens and images for a VLM
+(:class:`~optica.data.MockDataModule`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from optica import run
+from optica.autoconfig.layout import Layout
+from optica.autoconfig.shapes import LanguageShape, ModelShape, VisionShape
+from optica.run.errors import ConfigError
+
+
+def model_config(model: ModelShape) -> run.Config:
+    """``run.Config`` of the optica model with ``model``'s shape (module docstring)."""
+    from optica.models import LlamaModel, LlavaConfig, LlavaModel
+
+    problems = _unsupported(model)
+    if problems:
+        raise ConfigError(f"cannot launch {model.name}: " + "; ".join(problems))
+    language = _language_config(model.language)  # type: ignore[arg-type]
+    if model.kind == "gpt":
+        return run.Config(LlamaModel, language)
+    vision = _vision_config(model.vision)  # type: ignore[arg-type]
+    llava = run.Config(
+        LlavaConfig,
+        language_transformer_config=language,
+        vision_transformer_config=vision,
+        projector_type=model.projector.kind,  # type: ignore[union-attr]
+        drop_vision_class_token=model.drop_class_token,
+        # NOTE: the analytic models count (and store activations of) every encoder layer.
+        vision_feature_layer=-1,
+    )
+    return run.Config(LlavaModel, llava)
+
+
+def data_config(model: ModelShape, layout: Layout, *, num_train_samples: int) -> run.Config:
+    """Random data with the model's tokens and images, batched as ``layout`` says.
+
+    Under pipeline parallelism a data micro-batch holds every pipeline micro-batch of a step
+    (the strategy splits it), as :meth:`ParallelSettings.layout` reads it back.
+    """
+    from optica.data import MockDataModule
+
+    micro = layout.micro_batch_size
+    if layout.pp > 1:
+        micro *= layout.num_microbatches
+    if model.vision is None:
+        from optica.autoconfig.data import RandomTokenData
+
+        return run.Config(
+            RandomTokenData, seq_length=model.seq_length,
+            vocab_size=model.language.vocab_size,  # type: ignore[union-attr]
+            micro_batch_size=micro, global_batch_size=layout.global_batch_size,
+            num_train_samples=num_train_samples,
+        )  # fmt: skip
+    images = model.images_per_sample if model.vision is not None else 0
+    vision_size = model.vision.image_size if model.vision is not None else 336
+    return run.Config(
+        MockDataModule,
+        seq_length=model.seq_length,
+        vocab_size=model.language.vocab_size,  # type: ignore[union-attr]
+        image_size=vision_size,
+        image_token_len=model.image_tokens or 1,
+        num_images=images,
+        num_train_samples=num_train_samples,
+        num_val_samples=0,
+        micro_batch_size=micro,
+        global_batch_size=layout.global_batch_size,
+    )
+
+
+def strategy_config(layout: Layout) -> run.Config:
+    """``ParallelStrategy`` with ``layout``'s degrees, recompute and optimizer sharding."""
+    from optica.train.strategy import ParallelStrategy
+
+    recompute: dict[str, Any] = {}
+    if layout.recompute_granularity == "full":
+        uniform = layout.recompute_method == "uniform"
+        layers = None if uniform else layout.recompute_num_layers
+        recompute = {"activation_checkpointing": "full", "activation_checkpointing_layers": layers}
+    elif layout.recompute_granularity == "selective":
+        recompute = {"activation_checkpointing": "selective"}
+    return run.Config(
+        ParallelStrategy,
+        tensor_model_parallel_size=layout.tp,
+        pipeline_model_parallel_size=layout.pp,
+        virtual_pipeline_model_parallel_size=layout.virtual_pipeline_model_parallel_size,
+        context_parallel_size=layout.cp,
+        sequence_parallel=layout.sequence_parallel,
+        data_parallel_sharding="fsdp" if layout.use_distributed_optimizer else "ddp",
+        pipeline_microbatches=layout.num_microbatches if layout.pp > 1 else None,
+        **recompute,
+    )
+
+
+def _unsupported(model: ModelShape) -> list[str]:
+    if model.language is None:
+        return ["ViT classifiers are searched but not launched by the runner yet"]
+    t, found = model.language, []
+    for wrong, what in (
+        (not t.gated_mlp, "a non-gated MLP"),
+        (t.norm != "rmsnorm", f"{t.norm}"),
+        (t.bias, "linear biases"),
+        (t.learned_positions, "learned positions"),
+        (t.is_moe, "mixture-of-experts layers"),
+        (t.dropout, "dropout"),
+    ):
+        if wrong:
+            found.append(f"its language model has {what} (the runner launches Llama-style models)")
+    if model.vision is not None and model.vision.gated_mlp:
+        found.append("its vision encoder has a gated MLP (the runner launches CLIP towers)")
+    return found
+
+
+def _language_config(t: LanguageShape) -> run.Config:
+    from optica.models import LlamaConfig
+
+    return run.Config(
+        LlamaConfig,
+        vocab_size=t.vocab_size,
+        hidden_size=t.hidden_size,
+        ffn_hidden_size=t.ffn_hidden_size,
+        num_layers=t.num_layers,
+        num_attention_heads=t.num_attention_heads,
+        num_query_groups=t.num_query_groups,
+        kv_channels=t.kv_channels,
+        seq_length=t.seq_length,
+        share_embeddings_and_output_weights=t.tied_embeddings,
+    )
+
+
+def _vision_config(v: VisionShape) -> run.Config:
+    from optica.models import CLIPViTConfig
+
+    return run.Config(
+        CLIPViTConfig,
+        hidden_size=v.hidden_size,
+        ffn_hidden_size=v.ffn_hidden_size,
+        num_layers=v.num_layers,
+        num_attention_heads=v.num_attention_heads,
+        patch_dim=v.patch_size,
+        img_h=v.image_size,
+        img_w=v.image_size,
+        num_channels=v.num_channels,
+        add_class_token=v.class_token,
+        pre_layernorm=v.pre_norm,
+        patch_bias=v.patch_bias,
+    )
