@@ -15,6 +15,7 @@ from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from optica.train.exp_manager import EMAConfig, ExpManager
+from optica.train.throughput import ThroughputMonitor
 
 
 class EMA(pl_callbacks.EMAWeightAveraging):
@@ -98,7 +99,7 @@ def build_loggers(exp: ExpManager, run_dir: Path) -> list[Any]:
 
 
 def build_callbacks(exp: ExpManager, run_dir: Path) -> list[Any]:
-    """Checkpointing (filename template with ``{name}``) and EMA as configured."""
+    """Checkpointing (filename template with ``{name}``), EMA and throughput as configured."""
     found: list[Any] = []
     if exp.ckpt is not None:
         ckpt = exp.ckpt
@@ -117,4 +118,6 @@ def build_callbacks(exp: ExpManager, run_dir: Path) -> list[Any]:
         )
     if exp.ema is not None:
         found.append(EMA(exp.ema))
+    if exp.throughput is not None:
+        found.append(ThroughputMonitor(exp.throughput))
     return found

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from optica.run.errors import ConfigError
+from optica.train.throughput import ThroughputConfig
 
 DEFAULT_FILENAME = "{name}--{reduced_train_loss:.2f}-{step}-{consumed_samples}"
 
@@ -79,6 +80,8 @@ class ExpManager:
     ckpt: CheckpointConfig | None = field(default_factory=CheckpointConfig)
     ema: EMAConfig | None = None
     save_config: bool = True
+    # tokens/s, samples/s, model TFLOPS and MFU (optica.train.throughput); None turns it off.
+    throughput: ThroughputConfig | None = field(default_factory=ThroughputConfig)
 
     def run_dir(self, *, resume_if_exists: bool) -> Path:
         """``<exp_dir>/<name>/<version>``: the given version, else the newest existing one when
