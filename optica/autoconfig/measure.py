@@ -7,7 +7,11 @@
 * records the peak memory of the process *above what it held before the model existed*: on a
   GPU the allocator's peak (``max_memory_allocated``) after a reset; on a CPU the kernel's
   peak RSS (``VmHWM``, reset through ``/proc/self/clear_refs``) minus the RSS at the reset —
-  the interpreter, torch and Lightning hold a few hundred MB that no memory model predicts;
+  the interpreter, torch and Lightning hold a few hundred MB that no memory model predicts —
+  and minus the library code paged in since (growth of ``RssFile``: the first forward and
+  backward pull in oneDNN and autograd code, file-backed pages that are not training memory).
+  The anonymous RSS sampled when every activation, and then every gradient, is alive is kept
+  as a cross-check (``sampled_anonymous_bytes``);
 * stops training once ``max_minutes`` have passed since the trainer set up (every rank agrees
   to stop at the same step, so no collective is left waiting); the executor's timeout is the
   backstop for a step that never ends;
@@ -45,13 +49,14 @@ class RunProbe(pl.Callback):
         self._start = self._last = 0.0
         self._step = 0
         self._times: list[float] = []
-        self._baseline = self._anon_baseline = self._anon_peak = 0
+        self._baseline = self._anon_baseline = self._anon_peak = self._file_baseline = 0
         self._stopped_by_limit = False
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         # NOTE: Lightning calls this before configure_model: the weights do not exist yet.
         self._baseline = reset_peak_memory(trainer.strategy.root_device)
         self._anon_baseline = self._anon_peak = _status_bytes("RssAnon")
+        self._file_baseline = _status_bytes("RssFile")
         self._start = time.monotonic()
 
     def on_before_backward(self, trainer: pl.Trainer, *args: Any) -> None:
@@ -80,13 +85,17 @@ class RunProbe(pl.Callback):
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         peak = peak_memory(trainer.strategy.root_device)
+        code = max(_status_bytes("RssFile") - self._file_baseline, 0)
+        if trainer.strategy.root_device.type == "cuda":
+            code = 0
         record = {
             "rank": trainer.global_rank,
             "world_size": trainer.world_size,
             "steps": len(self._times),
             "step_times_s": self._times,
             "step_time_s": median_step_time(self._times),
-            "peak_memory_bytes": max(peak - self._baseline, 0),
+            "peak_memory_bytes": max(peak - self._baseline - code, 0),
+            "code_paged_in_bytes": code,
             "baseline_memory_bytes": self._baseline,
             "sampled_anonymous_bytes": self._anon_peak - self._anon_baseline,
             "device": trainer.strategy.root_device.type,

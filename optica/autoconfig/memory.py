@@ -165,7 +165,7 @@ def _ends_activations(
             trained = not training.vision_frozen(model.kind)
             total += _vlm_vision_activations(model, v, model.projector, layout, images, trained)
     if stage.last and model.language is not None:
-        h, vocab = model.language.hidden_size, model.language.vocab_size
+        h = model.language.hidden_size
         total += 2 * 2 * tokens * h / (tp if sp else 1)  # the final norm's and output's inputs
     return total
 

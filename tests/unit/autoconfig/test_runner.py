@@ -1,0 +1,144 @@
+"""The runner's pieces that need no process: shape → optica model/data/strategy configs, the
+failure messages read from logs, limits, and the candidate's task as it will be launched."""
+
+from pathlib import Path
+
+import pytest
+
+from optica import autoconfig as ac
+from optica import run
+from optica.autoconfig.runnable import data_config, model_config, strategy_config
+from optica.autoconfig.runner import (
+    Launch,
+    RunLimits,
+    candidate_task,
+    executor_for,
+    failure_message,
+)
+from optica.models import LlamaConfigTiny, LlavaConfigTiny
+from optica.models.language.llama.parallelize import llama_shape
+from optica.run.errors import ConfigError
+from optica.run.job import State
+
+TINY = llama_shape(LlamaConfigTiny())
+
+
+def test_a_llama_shape_builds_the_same_llama():
+    model = run.build(model_config(TINY))
+    assert llama_shape(model.config).language == TINY.language
+    # The model pads its vocabulary (250 → 256) in the embedding and the output layer.
+    padding = 2 * (model.config.padded_vocab_size - 250) * 64
+    total = sum(p.numel() for p in model.parameters())
+    assert total == ac.count_parameters(TINY) + padding == 119_104
+
+
+def test_a_llava_shape_builds_llava_with_a_clip_tower():
+    tiny = LlavaConfigTiny()
+    vision = tiny.vision_transformer_config
+    shape = ac.ModelShape(
+        name="tiny_llava",
+        language=llama_shape(tiny.language_transformer_config).language,
+        vision=ac.VisionShape(
+            hidden_size=vision.hidden_size, ffn_hidden_size=vision.ffn_hidden_size,
+            num_layers=vision.num_layers, num_attention_heads=vision.num_attention_heads,
+            image_size=32, patch_size=4, patch_bias=False, pre_norm=True,
+        ),
+        projector=ac.ProjectorShape(input_size=64, output_size=96),
+    )  # fmt: skip
+    config = run.build(model_config(shape)).config
+    assert config.vision_transformer_config.patch_dim == 4
+    assert config.language_transformer_config.hidden_size == 96
+    data = data_config(shape, ac.Layout(micro_batch_size=2, global_batch_size=4),
+                       num_train_samples=8)  # fmt: skip
+    assert (data.image_token_len, data.num_images, data.image_size) == (64, 1, 32)
+
+
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [("gpt3_125m", "learned positions"), ("mixtral_8x7b", "mixture-of-experts"),
+     ("vit_b16", "ViT classifiers"), ("nemotron3_8b", "a non-gated MLP")],
+)  # fmt: skip
+def test_families_the_runner_cannot_launch_say_why(name, why):
+    with pytest.raises(ConfigError, match=f"cannot launch {name}: .*{why}"):
+        model_config(ac.model_shape(name))
+
+
+def test_strategy_and_data_follow_the_layout():
+    layout = ac.Layout(
+        tensor_model_parallel_size=2, pipeline_model_parallel_size=2, data_parallel_size=2,
+        micro_batch_size=2, global_batch_size=16, recompute_granularity="full",
+        recompute_num_layers=1, sequence_parallel=True, use_distributed_optimizer=False,
+    )  # fmt: skip
+    strategy = strategy_config(layout)
+    assert (strategy.tensor_model_parallel_size, strategy.pipeline_model_parallel_size) == (2, 2)
+    assert strategy.data_parallel_sharding == "ddp" and strategy.sequence_parallel
+    assert strategy.activation_checkpointing == "full"
+    assert strategy.activation_checkpointing_layers == 1
+    # 16 / (2 × 2) = 4 pipeline micro-batches of 2 samples in one data micro-batch of 8.
+    assert strategy.pipeline_microbatches == 4
+    data = data_config(TINY, layout, num_train_samples=64)
+    assert (data.micro_batch_size, data.global_batch_size) == (8, 16)
+    settings = run.build(strategy).settings
+    assert settings.layout(8, 8, 16).micro_batch_size == 2  # the trainer reads the same layout
+
+
+def test_the_task_is_a_pretrain_with_the_probe_and_limits(tmp_path):
+    cluster = ac.Cluster(num_nodes=1, gpus_per_node=2, gpu=ac.gpu_preset("h100"))
+    result = ac.search(TINY, cluster, space=ac.SearchSpace(micro_batch_sizes=(2,),
+                       global_batch_sizes=(8,), recompute_num_layers=(0,)))  # fmt: skip
+    limits, launch = RunLimits(max_steps_per_run=7, max_minutes_per_run=3), Launch()
+    task = candidate_task(result, result.top(1)[0], tmp_path / "rank_01", limits, launch)
+    assert task.__fn_or_cls__.__name__ == "pretrain"
+    assert task.trainer.max_steps == 7 and task.trainer.devices == 2
+    (probe,) = task.trainer.callbacks
+    assert probe.max_minutes == 3 and probe.output_dir == str(tmp_path / "rank_01/run/autoconfig")
+    run.from_yaml(run.to_yaml(task))  # it survives the trip to the launched process
+    local = executor_for(result, launch, limits)
+    assert (local.ntasks_per_node, local.launcher) == (2, "torchrun")
+    slurm = executor_for(result, Launch(executor="slurm", partition="p"), limits)
+    assert (slurm.time, slurm.partition, slurm.gpus_per_node) == ("00:08:00", "p", 2)
+
+
+def test_lora_and_a_frozen_vision_tower_become_finetune(tmp_path):
+    cluster = ac.Cluster(num_nodes=1, gpus_per_node=1, gpu=ac.gpu_preset("h100"))
+    training = ac.Training(lora=ac.Lora(dim=8, target_modules=("linear_qkv",)))
+    result = ac.search(TINY, cluster, training=training,
+                       space=ac.SearchSpace(global_batch_sizes=(8,)))  # fmt: skip
+    task = candidate_task(result, result.top(1)[0], tmp_path / "r", RunLimits(), Launch())
+    assert task.__fn_or_cls__.__name__ == "finetune"
+    assert task.peft.dim == 8 and task.peft.target_modules == ["linear_qkv"]
+
+
+@pytest.mark.parametrize(
+    ("log", "code", "expected"),
+    [
+        ("step 1\ntorch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2 GiB\n", 1,
+         ("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2 GiB", "oom")),
+        ("loading\n", -9, ("killed by SIGKILL (exit -9): likely the kernel's OOM killer", "oom")),
+        ("Traceback:\noptica.run.errors.ConfigError: pipeline parallelism: inputs x\n"
+         "torch.distributed.elastic.multiprocessing.errors.ChildFailedError: \n", 1,
+         ("optica.run.errors.ConfigError: pipeline parallelism: inputs x", "error")),
+        ("", 2, ("FAILED (exit code 2): no output", "error")),
+    ],
+)  # fmt: skip
+def test_failure_messages_name_the_real_error(log, code, expected):
+    assert failure_message(log, code, State.FAILED) == expected
+
+
+def test_limits_and_launch_are_checked():
+    with pytest.raises(ConfigError, match="max_steps_per_run must be >= 1"):
+        RunLimits(max_steps_per_run=0)
+    with pytest.raises(ConfigError, match="max_minutes_per_run must be positive"):
+        RunLimits(max_minutes_per_run=0)
+    with pytest.raises(ConfigError, match="executor must be one of"):
+        Launch(executor="k8s")
+    assert RunLimits(max_minutes_per_run=2, startup_grace_minutes=1).wall_limit_s == 180
+
+
+def test_local_executor_refuses_several_nodes(tmp_path):
+    cluster = ac.Cluster(num_nodes=2, gpus_per_node=1, gpu=ac.gpu_preset("h100"))
+    result = ac.search(TINY, cluster, space=ac.SearchSpace(global_batch_sizes=(8,)))
+    with pytest.raises(ConfigError, match="use slurm for num_nodes > 1"):
+        ac.AutoConfigurator(TINY, cluster, top_k=1).run(
+            Path(tmp_path), result=result, launch=Launch(executor="local")
+        )
