@@ -185,3 +185,31 @@ def test_llama2_7b_on_8_h200_falls_strictly_with_tp():
     assert totals[0] == pytest.approx(64.43, abs=0.01) and totals[-1] == pytest.approx(
         17.36, abs=0.05
     )
+
+
+def test_loss_by_hand_is_not_split_by_tensor_parallelism():
+    # T = 2 × 4096 tokens, V = 32000: bf16 logits (2), fp32 log-softmax (4), its gradient (4).
+    from optica.autoconfig.memory import loss_bytes
+    from optica.autoconfig.pipeline import stages
+
+    T, V = 2 * 4096, 32000
+    for tp in (1, 8):
+        layout = Layout(tensor_model_parallel_size=tp, micro_batch_size=2, global_batch_size=2)
+        (last,) = stages(LLAMA, layout)
+        assert loss_bytes(LLAMA, layout, last, Training()) == 10 * T * V
+        assert loss_bytes(LLAMA, layout, last, Training(precision="32")) == 12 * T * V
+
+
+def test_without_flash_attention_the_scores_are_stored():
+    # A CPU (SDPA's math path) keeps the softmax: 2·a·s·T bytes per layer more than flash's LSE.
+    from optica.autoconfig import Cluster, GpuSpec, SearchSpace, search
+
+    layout = Layout(global_batch_size=1)
+    flash = estimate_memory(LLAMA, layout).activations
+    plain = estimate_memory(LLAMA, layout, flash_attention=False).activations
+    a, s = 32, 4096
+    assert plain - flash == pytest.approx(32 * (2 * a * s * s - 4 * a * s))
+    cpu = GpuSpec("cpu", 1000, 1, 1, 1, 1, flash_attention=False)
+    space = SearchSpace(global_batch_sizes=(1,), micro_batch_sizes=(1,), recompute_num_layers=(0,))
+    found = search(LLAMA, Cluster(num_nodes=1, gpus_per_node=1, gpu=cpu), space=space)
+    assert found.candidates[0].memory.activations == plain
