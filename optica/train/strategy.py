@@ -42,6 +42,8 @@ from torch.distributed.checkpoint.state_dict import (
 
 from optica.models.modules.parallel import apply_data_parallel
 from optica.models.registry import family_for_model
+from optica.run.cli.registry import factory
+from optica.run.config import Config
 from optica.run.errors import ConfigError
 from optica.train.parallel.checkpoint import (
     DistributedCheckpointer,
@@ -298,6 +300,24 @@ class ParallelStrategy(ModelParallelStrategy):
     def teardown(self) -> None:
         self._checkpoints.finish()
         super().teardown()
+
+
+@factory(name="parallel")
+def parallel_strategy(
+    tensor_model_parallel_size: int = 1,
+    pipeline_model_parallel_size: int = 1,
+    context_parallel_size: int = 1,
+    data_parallel_sharding: str = "fsdp",
+) -> Config[ParallelStrategy]:
+    """``trainer.strategy=parallel`` (then ``trainer.strategy.<key>=``), or e.g.
+    ``trainer.strategy="parallel(tensor_model_parallel_size=2)"`` on the command line."""
+    return Config(
+        ParallelStrategy,
+        tensor_model_parallel_size=tensor_model_parallel_size,
+        pipeline_model_parallel_size=pipeline_model_parallel_size,
+        context_parallel_size=context_parallel_size,
+        data_parallel_sharding=data_parallel_sharding,
+    )
 
 
 def _batch_sizes(module: Any) -> tuple[int, int | None]:

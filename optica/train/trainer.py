@@ -16,6 +16,7 @@ import lightning.pytorch as pl
 import torch
 
 from optica.run.errors import ConfigError
+from optica.train.strategy import ParallelStrategy
 
 _PRECISIONS = {
     "bf16": "bf16-mixed",
@@ -48,8 +49,9 @@ class TrainerConfig:
     seed: int = 1234
     # How the model is split over the devices (seed 001's ``MegatronStrategy``), e.g.
     # ``ParallelStrategy(tensor_model_parallel_size=2)`` from ``optica.train.strategy``; None is
-    # Lightning's default strategy.
-    strategy: Any = None
+    # Lightning's default strategy; a string names a Lightning one. On the command line:
+    # ``trainer.strategy=parallel`` or just ``trainer.strategy.tensor_model_parallel_size=2``.
+    strategy: ParallelStrategy | str | None = None
     # Extra Lightning callbacks (NeMo's ``Trainer(callbacks=[...])``), after the experiment
     # manager's own; e.g. the auto-configurator's step-time/memory probe.
     callbacks: list[Any] = field(default_factory=list)

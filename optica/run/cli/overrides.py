@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import copy
 import dataclasses
+import inspect
 import operator
 import re
 import typing
@@ -116,15 +117,31 @@ def _child(node: Any, element: str | int, path: tuple) -> Any:
 
 
 def _default_config(node: fdl.Buildable, name: str) -> fdl.Buildable | None:
-    """An unset parameter annotated with a dataclass becomes ``Config(thatclass)``, so
-    ``trainer.max_steps=10`` works without first writing ``trainer=...``."""
+    """An unset parameter annotated with a dataclass (or a class taking keyword options only,
+    e.g. ``ParallelStrategy``) becomes ``Config(thatclass)``, so ``trainer.max_steps=10`` works
+    without first writing ``trainer=...``."""
     annotation = parameter_annotation(node.__fn_or_cls__, name)
     candidates = [a for a in typing.get_args(annotation) if a is not type(None)] or [annotation]
-    if len(candidates) != 1 or not dataclasses.is_dataclass(candidates[0]):
+    candidates = [a for a in candidates if _options_only(a)]
+    if len(candidates) != 1:
         return None
     config = Config(candidates[0])
     setattr(node, name, config)
     return config
+
+
+def _options_only(cls: Any) -> bool:
+    """A dataclass, or a (non-builtin) class whose every parameter is a keyword with a default."""
+    if dataclasses.is_dataclass(cls):
+        return True
+    if not inspect.isclass(cls) or cls.__module__ == "builtins":
+        return False
+    try:
+        params = list(inspect.signature(cls).parameters.values())
+    except (TypeError, ValueError):
+        return False
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    return bool(params) and all(p.kind is keyword and p.default is not p.empty for p in params)
 
 
 def _is_attribute(element: str | int) -> bool:
