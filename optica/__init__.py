@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from optica.checkpoint import export_ckpt, import_ckpt, load
+    from optica.generate import generate
     from optica.train.api import finetune, pretrain, validate
 
 # Public name → the module that defines it.
@@ -18,12 +19,13 @@ _LAZY = {
     "import_ckpt": "optica.checkpoint",
     "export_ckpt": "optica.checkpoint",
     "load": "optica.checkpoint",
+    "generate": "optica.generate",
     "finetune": "optica.train.api",
     "pretrain": "optica.train.api",
     "validate": "optica.train.api",
 }
 
-__all__ = ["export_ckpt", "finetune", "import_ckpt", "load", "pretrain", "validate"]
+__all__ = ["export_ckpt", "finetune", "generate", "import_ckpt", "load", "pretrain", "validate"]
 
 
 def __getattr__(name: str) -> Any:

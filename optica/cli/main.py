@@ -58,11 +58,12 @@ def _entrypoint(command: str, builtins: argparse.ArgumentParser) -> registry.Ent
 
 
 def _builtin_parser() -> argparse.ArgumentParser:
-    from optica.cli import autoconfig, checkpoint, data, experiment, recipes
+    from optica.cli import autoconfig, chat, checkpoint, data, experiment, generate, recipes
+    from optica.cli import eval as evaluate
 
     parser = argparse.ArgumentParser(prog="optica")
     subparsers = parser.add_subparsers(dest="command")
-    for command in (autoconfig, checkpoint, data, experiment, recipes):
+    for command in (autoconfig, chat, checkpoint, data, evaluate, experiment, generate, recipes):
         command.add_parser(subparsers)
     for sub in _subcommands(parser).values():
         _accept_verbose(sub)

@@ -1,7 +1,7 @@
 """Shared building blocks that every family composes."""
 
 from optica.models.modules.attention import SelfAttention, attend, fuse_qkv, split_qkv
-from optica.models.modules.kv_cache import KVCache
+from optica.models.modules.kv_cache import KVCache, StaticKVCache
 from optica.models.modules.masks import (
     PackedSeqParams,
     build_attention_mask,
@@ -25,6 +25,7 @@ __all__ = [
     "RopeScaling",
     "RotaryEmbedding",
     "SelfAttention",
+    "StaticKVCache",
     "TransformerBlock",
     "TransformerLayer",
     "apply_rotary",
