@@ -1,8 +1,10 @@
-"""``optica data inspect | stats``: look at LLaVA conversation data the way training will.
+"""``optica data inspect | stats | convert``: look at LLaVA conversation data the way training
+will, and turn it into Energon shards.
 
 ``inspect`` prints one JSON object per sample (``id``, ``input_ids`` with -200 at images,
 ``labels`` with -100 where nothing is learned, ``text`` with learned spans in ``[[...]]``);
-``stats`` prints one JSON object of counts. Neither imports Lightning or a model.
+``stats`` prints one JSON object of counts; ``convert`` writes WebDataset tar shards prepared for
+megatron-energon. None imports Lightning or a model.
 """
 
 from __future__ import annotations
@@ -24,6 +26,28 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     _common(stats)
     stats.add_argument("--limit", type=int, default=None, help="only the first N samples")
     stats.set_defaults(func=stats_command)
+    _add_convert(commands)
+
+
+def _add_convert(commands: argparse._SubParsersAction) -> None:
+    convert = commands.add_parser(
+        "convert", help="LLaVA JSON + images -> Energon/WebDataset shards, ready to load"
+    )
+    convert.add_argument("--data-path", nargs="+", required=True, help="JSON/JSONL files, folders")
+    convert.add_argument("--image-folder", default=None, help="base of relative image paths")
+    convert.add_argument("--output", required=True, help="dataset folder to create")
+    convert.add_argument("--shard-size", type=int, default=1000, help="samples per tar shard")
+    convert.add_argument(
+        "--on-bad-input",
+        choices=("error", "skip"),
+        default="error",
+        help="stop at the first bad sample (default) or leave bad samples out and list them",
+    )
+    convert.add_argument(
+        "--split-ratio", default="1,0,0", help="train,val,test shares of the shards (1,0,0)"
+    )
+    convert.add_argument("--overwrite", action="store_true", help="replace an existing --output")
+    convert.set_defaults(func=convert_command)
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -78,4 +102,36 @@ def stats_command(args: argparse.Namespace) -> int:
 
     stats = collect_stats(_dataset(args), limit=args.limit, check_images=args.check_images)
     print(json.dumps(stats, indent=2))
+    return 0
+
+
+def _split_ratio(text: str) -> tuple[float, float, float]:
+    from optica.data.errors import DataConfigError
+
+    try:
+        parts = tuple(float(x) for x in text.split(","))
+    except ValueError:
+        parts = ()
+    if len(parts) != 3 or min(parts) < 0 or sum(parts) <= 0:
+        raise DataConfigError(f"--split-ratio {text!r}: expected three shares like 1,0,0 or 8,1,1")
+    return parts
+
+
+def convert_command(args: argparse.Namespace) -> int:
+    import sys
+
+    from optica.data.energon.convert import convert_llava
+
+    report = convert_llava(
+        args.data_path,
+        args.output,
+        image_folder=args.image_folder,
+        shard_size=args.shard_size,
+        on_bad_input=args.on_bad_input,
+        split_ratio=_split_ratio(args.split_ratio),
+        overwrite=args.overwrite,
+    )
+    for problem in report.problems:
+        print(f"skipped: {problem}", file=sys.stderr)
+    print(report.summary())
     return 0

@@ -12,6 +12,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import IO
 
 import torch
 from PIL import Image, UnidentifiedImageError
@@ -56,18 +57,22 @@ def first_good(index: int, size: int, encode: Callable[[int], Sample], policy: s
     )
 
 
-def open_image(path: str | Path, sample: str) -> Image.Image:
-    """Loads an image fully (so a truncated file fails here, with its path and sample)."""
+def open_image(path: str | Path | IO[bytes], sample: str, where: object = None) -> Image.Image:
+    """Loads an image fully (so a truncated file fails here, with its path and sample).
+
+    ``path`` may be an open binary stream (an image inside a shard); ``where`` then names it.
+    """
+    where = path if where is None else where
     try:
         with Image.open(path) as image:
             image.load()
             return image.convert("RGB")
     except FileNotFoundError:
-        raise bad_sample("missing_image", sample, path, "image not found") from None
+        raise bad_sample("missing_image", sample, where, "image not found") from None
     except PermissionError:
-        raise bad_sample("unreadable_image", sample, path, "image not readable") from None
+        raise bad_sample("unreadable_image", sample, where, "image not readable") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        raise bad_sample("corrupt_image", sample, path, f"corrupt image ({err})") from None
+        raise bad_sample("corrupt_image", sample, where, f"corrupt image ({err})") from None
 
 
 def inside(folder: str | Path, reference: str) -> str | None:
