@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from optica.data.config import IGNORE_INDEX, IMAGE_TOKEN_ID
@@ -69,8 +70,13 @@ class Collator:
         width = max(len(s.input_ids) for s in samples)
         width = -(-width // self.pad_to_multiple_of) * self.pad_to_multiple_of
         batch = self._tokens(samples, width)
-        images = [s.images for s in samples if len(s.images)]
-        batch["images"] = torch.cat(images) if images else torch.empty(0, 3, *self.image_size)
+        images = [s.images.numpy() for s in samples if len(s.images)]
+        # numpy's copy: single-threaded, see optica.data.sample.stack_images
+        batch["images"] = (
+            torch.from_numpy(np.concatenate(images))
+            if images
+            else torch.empty(0, 3, *self.image_size)
+        )
         batch["num_images"] = torch.tensor([len(s.images) for s in samples], dtype=torch.long)
         batch["position_ids"] = self._positions(samples, width, batch["num_images"])
         if any(len(s.lengths) > 1 for s in samples):

@@ -44,16 +44,26 @@ def _is_prepend(node) -> bool:
     return isinstance(node, dict) and node.get("type") == "Prepend"
 
 
-def continuation_tokenizer(backend):
-    """A copy of a ``tokenizers.Tokenizer`` that never adds a dummy prefix."""
+def plain_copy(backend, spec: dict | None = None):
+    """A copy of a ``tokenizers.Tokenizer`` that never pads or truncates: a processor that
+    tokenized a padded batch with the same tokenizer leaves padding switched on in its backend,
+    which would put pad tokens inside a sample."""
     from tokenizers import Tokenizer
 
+    copy = Tokenizer.from_str(json.dumps(spec) if spec is not None else backend.to_str())
+    copy.no_padding()
+    copy.no_truncation()
+    return copy
+
+
+def continuation_tokenizer(backend):
+    """A copy of a ``tokenizers.Tokenizer`` that never adds a dummy prefix (nor pads)."""
     spec = json.loads(backend.to_str())
     if _is_prepend(spec.get("normalizer")):
         spec["normalizer"] = None
     for key in ("normalizer", "pre_tokenizer"):
         spec[key] = _strip_dummy_prefix(spec.get(key))
-    return Tokenizer.from_str(json.dumps(spec))
+    return plain_copy(backend, spec)
 
 
 @dataclass(frozen=True)
@@ -89,7 +99,7 @@ class SegmentTokenizer:
         self.tokenizer = tokenizer
         self.image_token = image_token
         self.ignore_index = ignore_index
-        self._start, self._continue = backend, continuation_tokenizer(backend)
+        self._start, self._continue = plain_copy(backend), continuation_tokenizer(backend)
         self.bos_id = tokenizer.bos_token_id
 
     def _pieces(self, segments: list[Segment]) -> list[tuple[str | None, bool]]:

@@ -62,11 +62,7 @@ class ImageProcessor:
         if self.aspect_ratio == "pad":
             image = expand_to_square(image, self.fill_colour())
         if self.aspect_ratio == "crop":
-            scale = max(height / image.height, width / image.width)
-            scaled = (
-                max(width, round(image.width * scale)),
-                max(height, round(image.height * scale)),
-            )
+            scaled = cover_size(image.size, (width, height))
             image = image.resize(scaled, resample=self.resample)
             left, top = (scaled[0] - width) // 2, (scaled[1] - height) // 2
             return image.crop((left, top, left + width, top + height))
@@ -75,11 +71,23 @@ class ImageProcessor:
         return image
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
-        pixels = np.asarray(self.geometry(image.convert("RGB")), dtype=np.float32)
-        mean = np.asarray(self.mean, dtype=np.float32)
-        std = np.asarray(self.std, dtype=np.float32)
-        pixels = (pixels * np.float32(self.rescale_factor) - mean) / std
-        return torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1)))
+        pixels = np.asarray(self.geometry(image.convert("RGB")))  # uint8 [H, W, 3]
+        lut = self._lookup()
+        out = np.empty((3, *pixels.shape[:2]), dtype=np.float32)
+        for channel in range(3):  # a table lookup per channel: normalises and makes it [3, H, W]
+            np.take(lut[channel], pixels[..., channel], out=out[channel])
+        return torch.from_numpy(out)
+
+    def _lookup(self) -> np.ndarray:
+        """[3, 256] float32: each 8-bit value normalised, by the very arithmetic of
+        ``(v * rescale_factor - mean) / std`` in float32 (so results are bit-identical to it)."""
+        lut = self.__dict__.get("_lut")
+        if lut is None:
+            values = np.arange(256, dtype=np.float32)[None, :] * np.float32(self.rescale_factor)
+            mean = np.asarray(self.mean, dtype=np.float32)[:, None]
+            lut = (values - mean) / np.asarray(self.std, dtype=np.float32)[:, None]
+            object.__setattr__(self, "_lut", lut)  # a cache on a frozen dataclass
+        return lut
 
     @classmethod
     def from_hf(cls, settings: dict, *, aspect_ratio: str = "square") -> ImageProcessor:
@@ -121,6 +129,15 @@ def _output_size(settings: dict) -> tuple[int, int]:
     if size is None:
         raise DataConfigError(f"image processor settings have no usable size: {settings}")
     return size
+
+
+def cover_size(size: tuple[int, int], target: tuple[int, int]) -> tuple[int, int]:
+    """(width, height) of ``size`` scaled to cover ``target``, truncated like Hugging Face's
+    ``shortest_edge`` resize (``int(edge * long / short)``), so crops match CLIP's processor."""
+    (width, height), (target_width, target_height) = size, target
+    if target_height * width >= target_width * height:  # the height decides the scale
+        return max(target_width, int(target_height * width / height)), target_height
+    return target_width, max(target_height, int(target_width * height / width))
 
 
 def expand_to_square(image: Image.Image, fill: tuple[int, int, int]) -> Image.Image:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from PIL import Image
 
@@ -148,7 +149,7 @@ class SampleEncoder:
             ids=(conversation.id,),
             input_ids=input_ids,
             labels=torch.tensor(tokens.labels, dtype=torch.long),
-            images=torch.stack(images) if images else self.empty_images(),
+            images=stack_images(images) if images else self.empty_images(),
             lengths=(len(input_ids),),
             problems=tuple(notes),
         )
@@ -161,6 +162,15 @@ class SampleEncoder:
     def empty_images(self) -> torch.Tensor:
         height, width = self.image_processor.size if self.image_processor else (1, 1)
         return torch.empty(0, 3, height, width)
+
+
+def stack_images(images: list[torch.Tensor]) -> torch.Tensor:
+    """[N, 3, H, W]. One image is a view, no copy; several are joined with numpy, whose copy is
+    single-threaded: torch's would wake its thread pool for every sample in every DataLoader
+    worker, which on a few busy cores costs more than the copy itself."""
+    if len(images) == 1:
+        return images[0].unsqueeze(0)
+    return torch.from_numpy(np.stack([image.numpy() for image in images]))
 
 
 def ignore_mask(labels: torch.Tensor) -> torch.Tensor:

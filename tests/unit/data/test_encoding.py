@@ -180,3 +180,12 @@ def test_template_special_tokens_are_single_ids():
     tokenizer = llama_like_tokenizer()
     for token in TEMPLATE_SPECIAL:
         assert len(tokenizer(token, add_special_tokens=False).input_ids) == 1
+
+
+def test_padding_left_on_by_a_batched_call_never_enters_a_sample():
+    tokenizer = llama_like_tokenizer()
+    segments = [("USER: <image>\nwhat is it? ASSISTANT:", False), (" a cat</s>", True)]
+    clean = SegmentTokenizer(tokenizer).encode(segments, bos=True)
+    tokenizer(["a", "what is it and what color"], padding=True)  # as a processor would
+    assert tokenizer.backend_tokenizer.padding is not None  # the backend now pads
+    assert SegmentTokenizer(tokenizer).encode(segments, bos=True) == clean
