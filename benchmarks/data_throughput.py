@@ -259,10 +259,20 @@ def main(argv: list[str] | None = None) -> dict:
     print(report(result))
     print(f"ratio: {result['ratio']:.2f}x")
     if args.record:
-        from benchmarks.common import append_results, command_line
+        from benchmarks.common import append_results
 
-        append_results("Data", report(result), command=command_line())
+        append_results("Data", report(result), command=_command())
     return result
+
+
+def _command() -> str:
+    """The command as typed (``benchmarks.run`` rewrites ``sys.argv[0]`` to its own name)."""
+    import shlex
+    import sys
+
+    name = sys.argv[0].split()
+    module = "benchmarks.run data" if name[0] == "benchmarks.run" else "benchmarks.data_throughput"
+    return f"python -m {module} {shlex.join(sys.argv[1:])}".strip()
 
 
 if __name__ == "__main__":
