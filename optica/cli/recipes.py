@@ -14,12 +14,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def list_recipes(args: argparse.Namespace) -> int:
-    found = registry.recipes_for()
-    if not found:
+    # NOTE: one name may be a recipe of several commands (``vit_b16`` pretrains and fine-tunes).
+    rows = sorted(
+        (name, command, recipe.help)
+        for command, entry in registry.entrypoints().items()
+        for name, recipe in registry.recipes_for(entry.fn).items()
+    )
+    if not rows:
         print("no recipes registered")
         return 0
-    commands = {e.fn: name for name, e in registry.entrypoints().items()}
-    rows = [(name, commands[f.target], f.help) for name, f in sorted(found.items())]
     width = max(len(name) for name, _, _ in rows)
     command_width = max(len(command) for _, command, _ in rows)
     for name, command, text in rows:

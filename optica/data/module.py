@@ -172,6 +172,10 @@ class OpticaDataModule(pl.LightningDataModule):
             batch_sampler=self.batch_sampler(split, **kwargs),
             collate_fn=self.collator(),
             num_workers=self.num_workers,
+            # NOTE: the loader's own generator: without one, each new iterator draws its worker
+            # seed from the global stream, and a resumed run's dropout would drift from the
+            # uninterrupted run's.
+            generator=torch.Generator().manual_seed(self.seed),
             pin_memory=self.pin_memory,
             persistent_workers=self.persistent_workers and self.num_workers > 0,
         )

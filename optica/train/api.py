@@ -21,6 +21,7 @@ from optica.train.callbacks import AtomicCheckpointIO, build_callbacks, build_lo
 from optica.train.exp_manager import ExpManager, ResumeConfig
 from optica.train.module import TrainingModule
 from optica.train.optim import OptimizerConfig
+from optica.train.peft import Freeze, LoRA
 from optica.train.trainer import (
     TrainerConfig,
     build_trainer,
@@ -36,9 +37,12 @@ def finetune(
     log: ExpManager | None = None,
     optim: OptimizerConfig | None = None,
     resume: ResumeConfig | None = None,
-    peft: Any = None,
+    peft: LoRA | Freeze | None = None,
 ) -> Path:
-    """Fine-tunes ``model`` on ``data``; returns the run directory."""
+    """Fine-tunes ``model`` on ``data``; returns the run directory.
+
+    ``peft``: LoRA adapters (only they, and what LoRA leaves unfrozen, train) or plain freezing.
+    """
     return _fit(model, data, trainer, log, optim, resume, peft)
 
 
@@ -49,9 +53,13 @@ def pretrain(
     log: ExpManager | None = None,
     optim: OptimizerConfig | None = None,
     resume: ResumeConfig | None = None,
+    freeze: Freeze | None = None,
 ) -> Path:
-    """Trains ``model`` from its initialisation (or ``resume``); returns the run directory."""
-    return _fit(model, data, trainer, log, optim, resume, peft=None)
+    """Trains ``model`` from its initialisation (or ``resume``); returns the run directory.
+
+    ``freeze``: parts that stay fixed, e.g. both towers in LLaVA's projector pre-training.
+    """
+    return _fit(model, data, trainer, log, optim, resume, peft=freeze)
 
 
 def _fit(model, data, trainer_config, log, optim, resume, peft) -> Path:

@@ -46,6 +46,11 @@ class CheckpointConfig:
             )
         if self.mode not in ("min", "max"):
             raise ConfigError(f"log.ckpt.mode must be 'min' or 'max', not '{self.mode}'")
+        if self.monitor is None and self.save_top_k not in (-1, 0, 1):
+            raise ConfigError(
+                f"log.ckpt.save_top_k={self.save_top_k} needs a metric to rank by: set "
+                "log.ckpt.monitor (e.g. reduced_train_loss) or save_top_k=-1 (keep all)"
+            )
 
 
 @dataclass

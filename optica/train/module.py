@@ -17,9 +17,11 @@ step, so checkpoint filenames like seed 000's can use them.
 from __future__ import annotations
 
 import inspect
+import random
 from typing import Any
 
 import lightning.pytorch as pl
+import numpy as np
 import torch
 from torch import nn
 
@@ -62,6 +64,15 @@ def next_token_loss(
 
 def classification_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return nn.functional.cross_entropy(logits.float(), labels)
+
+
+def top_k_correct(
+    logits: torch.Tensor, labels: torch.Tensor, ks: tuple[int, ...] = (1, 5)
+) -> dict[int, torch.Tensor]:
+    """Share of rows of ``logits`` [B, C] whose label [B] is among the top ``k`` classes."""
+    best = logits.topk(min(max(ks), logits.shape[-1]), dim=-1).indices
+    hits = best == labels.unsqueeze(-1)
+    return {k: hits[:, :k].any(-1).float().mean() for k in ks}
 
 
 class TrainingModule(pl.LightningModule):
@@ -170,9 +181,21 @@ class TrainingModule(pl.LightningModule):
         return loss
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        loss = self.loss(batch)
+        if self.loss_runner is not None:
+            loss = self.loss(batch)
+        else:
+            logits = self(batch)
+            loss = self.output_loss(logits, batch)
+            if logits.dim() == 2:
+                self._log_top_k(logits, batch["labels"])
         self.log("val_loss", loss, prog_bar=True, sync_dist=True, batch_size=_batch_size(batch))
         return loss
+
+    def _log_top_k(self, logits: torch.Tensor, labels: torch.Tensor) -> None:
+        """Classifiers: ``val_top1`` / ``val_top5``, the share of images whose label is the best
+        guess / among the five best (all of them when there are fewer than five classes)."""
+        for k, correct in top_k_correct(logits, labels, ks=(1, 5)).items():
+            self.log(f"val_top{k}", correct, sync_dist=True, batch_size=labels.shape[0])
 
     def optimizer_zero_grad(self, epoch: int, batch_idx: int, optimizer: Any) -> None:
         # NOTE: Lightning zeroes gradients between training_step and the backward; a pipeline
@@ -194,9 +217,37 @@ class TrainingModule(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["consumed_samples"] = self.consumed_samples
+        checkpoint["rng_states"] = rng_states()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Also puts back this rank's random streams (dropout, LoRA dropout, ...), so a resumed
+        run draws what the uninterrupted one would have. NOTE: Lightning calls this after
+        ``configure_model`` (whose init may draw numbers) and before the first step."""
         self.consumed_samples = checkpoint.get("consumed_samples", 0)
+        if "rng_states" in checkpoint:
+            set_rng_states(checkpoint["rng_states"])
+
+
+def rng_states() -> dict[str, Any]:
+    """This process's random streams, in types ``torch.load(weights_only=True)`` accepts."""
+    kind, keys, position, has_gauss, cached = np.random.get_state()
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": cuda,
+        "numpy": [kind, keys.tolist(), position, has_gauss, cached],
+        "python": random.getstate(),
+    }
+
+
+def set_rng_states(states: dict[str, Any]) -> None:
+    torch.set_rng_state(states["torch"])
+    if states["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+    kind, keys, position, has_gauss, cached = states["numpy"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), position, has_gauss, cached))
+    version, internal, gauss = states["python"]
+    random.setstate((version, tuple(internal), gauss))
 
 
 def _load_pretrained_parts(model: nn.Module) -> None:

@@ -140,6 +140,27 @@ class LoRA:
         return names
 
 
+@dataclass
+class Freeze:
+    """Freezing without adapters (``peft=freeze``): e.g. LLaVA's stage 1 trains only the projector
+    (``Freeze(language_model=True, vision_model=True)``), LLaVA-1.5's full fine-tune keeps the
+    vision tower frozen (``Freeze(vision_model=True)``)."""
+
+    language_model: bool = False
+    vision_model: bool = False
+    vision_projection: bool = False
+
+    def apply(self, model: nn.Module) -> list[str]:
+        """Freezes the named parts; returns no adapted names (there are none)."""
+        freeze(
+            model,
+            language_model=self.language_model,
+            vision_model=self.vision_model,
+            vision_projection=self.vision_projection,
+        )
+        return []
+
+
 def matches(name: str, pattern: str) -> bool:
     if not any(c in pattern for c in "*?[") and "." not in pattern:
         return name.rsplit(".", 1)[-1] == pattern

@@ -27,7 +27,7 @@ from optica.run.errors import ConfigError, did_you_mean
 
 ENTRY_POINT_GROUP = "optica.cli"
 # optica's own modules that register commands and factories; imported on first lookup.
-BUILTIN_MODULES: list[str] = ["optica.run.cli.builtin", "optica.cli.commands"]
+BUILTIN_MODULES: list[str] = ["optica.run.cli.builtin", "optica.cli.commands", "optica.recipes"]
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,1 @@
+"""Evaluation of trained models: VLM answer accuracy (:mod:`optica.eval.vqa`)."""
