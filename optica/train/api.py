@@ -9,6 +9,7 @@ Each returns the run directory (metrics, TensorBoard, ``config.yaml``, checkpoin
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -106,6 +107,8 @@ def _trainer(config: TrainerConfig, data: Any, log: ExpManager, run_dir: Path) -
     accumulation = derive_accumulation(
         config, _required(data, "global_batch_size"), _required(data, "micro_batch_size"), dp
     )
+    if config.use_distributed_sampler is None:
+        config = replace(config, use_distributed_sampler=not _shards_by_rank(data))
     return build_trainer(
         config,
         accumulation=accumulation,
@@ -113,6 +116,13 @@ def _trainer(config: TrainerConfig, data: Any, log: ExpManager, run_dir: Path) -
         callbacks=[*build_callbacks(log, run_dir), *config.callbacks],
         plugins=[AtomicCheckpointIO()],
     )
+
+
+def _shards_by_rank(data: Any) -> bool:
+    """optica.data's modules give each data-parallel rank its own batches already."""
+    from optica.data.module import OpticaDataModule
+
+    return isinstance(data, OpticaDataModule)
 
 
 def _restore_loader(resume: ResumeConfig, ckpt_path: Path | None) -> Any:

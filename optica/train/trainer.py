@@ -57,7 +57,8 @@ class TrainerConfig:
     callbacks: list[Any] = field(default_factory=list)
     # False for data modules that shard by data-parallel rank themselves (optica.data's batch
     # samplers; NeMo 2.0's recipes set it so too): Lightning must not inject a sampler then.
-    use_distributed_sampler: bool = True
+    # None: False for optica.data's modules, True (Lightning's default) for any other.
+    use_distributed_sampler: bool | None = None
     # Seed 000 keys owned by the experiment manager: accepted, never used here.
     logger: bool = False
     enable_checkpointing: bool = False
@@ -132,6 +133,6 @@ def build_trainer(
         logger=loggers or False,
         callbacks=callbacks,
         plugins=plugins,
-        use_distributed_sampler=config.use_distributed_sampler,
+        use_distributed_sampler=config.use_distributed_sampler is not False,
         enable_checkpointing=any(isinstance(c, pl.callbacks.ModelCheckpoint) for c in callbacks),
     )

@@ -37,7 +37,7 @@ def finetune(exp_dir, recipe: str, name: str, micro_batch_size: int, extra: list
     argv = [
         "finetune", "--yes", "--factory", f"{recipe}(max_steps=3)",
         "trainer.log_every_n_steps=1", "trainer.enable_progress_bar=false",
-        "trainer.use_distributed_sampler=false", "data.num_train_samples=64",
+        "data.num_train_samples=64",
         "data.num_val_samples=0", "data.global_batch_size=8",
         f"data.micro_batch_size={micro_batch_size}", f"log.exp_dir={exp_dir}",
         f"log.name={name}", "log.version=run", "log.ckpt=null", *extra,
