@@ -76,6 +76,8 @@ def _base_task(entry: registry.Entrypoint, options: argparse.Namespace) -> fdl.B
         raise ConfigError("give either --factory or --config, not both")
     if options.config:
         task = serialize.load_file(options.config)
+        if isinstance(task, dict) and entry.read_mapping is not None:
+            task = entry.read_mapping(task, command=entry.fn, where=options.config)
         if not isinstance(task, fdl.Buildable) or task.__fn_or_cls__ is not entry.fn:
             name = getattr(getattr(task, "__fn_or_cls__", None), "__qualname__", type(task))
             raise ConfigError(f"{options.config}: describes {name}, not 'optica {entry.name}'")

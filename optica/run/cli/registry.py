@@ -35,6 +35,9 @@ class Entrypoint:
     name: str
     fn: Callable[..., Any]
     help: str
+    # ``fn(mapping, command=, where=) -> task``: reads a ``--config`` file that holds a plain
+    # mapping (another tool's layout, e.g. seed 000's YAML) instead of a serialized task.
+    read_mapping: Callable[..., Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -54,12 +57,19 @@ _factories: list[Factory] = []
 _loaded = False
 
 
-def entrypoint(fn: Callable | None = None, *, name: str | None = None, help: str | None = None):
+def entrypoint(
+    fn: Callable | None = None,
+    *,
+    name: str | None = None,
+    help: str | None = None,
+    read_mapping: Callable | None = None,
+):
     """Registers ``fn`` as the command ``optica <name>`` (default: the function's name)."""
 
     def register(function: Callable) -> Callable:
         command = (name or function.__name__).replace("_", "-")
-        _entrypoints[command] = Entrypoint(command, function, help or _first_line(function))
+        text = help or _first_line(function)
+        _entrypoints[command] = Entrypoint(command, function, text, read_mapping)
         return function
 
     return register(fn) if fn is not None else register
