@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint format clean slurm
+.PHONY: test lint format clean slurm demo
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,10 @@ slurm:
 test: $(STAMP) slurm
 	HF_HUB_OFFLINE=1 $(PY) -m ruff check optica tests
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -n 2 -q tests
+
+# Fine-tunes the tiny LLaVA on synthetic shapes on this CPU (a few minutes) and shows it answering.
+demo: $(STAMP)
+	HF_HUB_OFFLINE=1 $(PY) -m optica demo
 
 lint: $(STAMP)
 	$(PY) -m ruff check optica tests

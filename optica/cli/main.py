@@ -58,12 +58,13 @@ def _entrypoint(command: str, builtins: argparse.ArgumentParser) -> registry.Ent
 
 
 def _builtin_parser() -> argparse.ArgumentParser:
-    from optica.cli import autoconfig, chat, checkpoint, data, experiment, generate, recipes
+    from optica.cli import autoconfig, chat, checkpoint, data, demo, experiment, generate, recipes
     from optica.cli import eval as evaluate
 
     parser = argparse.ArgumentParser(prog="optica")
     subparsers = parser.add_subparsers(dest="command")
-    for command in (autoconfig, chat, checkpoint, data, evaluate, experiment, generate, recipes):
+    commands = (autoconfig, chat, checkpoint, data, demo, evaluate, experiment, generate, recipes)
+    for command in commands:
         command.add_parser(subparsers)
     for sub in _subcommands(parser).values():
         _accept_verbose(sub)
