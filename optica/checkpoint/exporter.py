@@ -15,7 +15,7 @@ from optica.checkpoint.api import hf_base_config, load, resolve_checkpoint
 from optica.checkpoint.assets import copy_assets
 from optica.checkpoint.atomic import atomic_directory, is_vacant
 from optica.checkpoint.errors import CheckpointError, CheckpointExistsError
-from optica.checkpoint.layout import Manifest
+from optica.checkpoint.layout import MANIFEST, Manifest
 from optica.checkpoint.selection import adapter_of
 from optica.models import get_family, save_hf
 from optica.run.errors import did_you_mean
@@ -32,7 +32,9 @@ def export_ckpt(
     """Converts the optica checkpoint at ``path`` to another format.
 
     Args:
-        path: An optica checkpoint directory, or the name it was imported under.
+        path: An optica checkpoint directory, or the name it was imported under; or a
+            distributed training checkpoint written under any parallel layout
+            (``ParallelStrategy``), or a training run directory (its latest checkpoint).
         target: ``"hf"``: Hugging Face (config.json, safetensors, tokenizer / processor files).
         output_path: Default ``<path>/<target>``.
         overwrite: Replace an existing output directory.
@@ -43,6 +45,9 @@ def export_ckpt(
     if target not in TARGETS:
         hint = did_you_mean(target, TARGETS)
         raise CheckpointError(f"unknown export target {target!r}{hint}; supported: hf")
+    training = _training_checkpoint(path)
+    if training is not None:
+        return _export_training(training, Path(path).expanduser() / target, output_path, overwrite)
     root = resolve_checkpoint(path)
     dest = Path(output_path).expanduser() if output_path is not None else root / target
     if not overwrite and not is_vacant(dest):
@@ -57,6 +62,40 @@ def export_ckpt(
         save_hf(model, tmp, base_config=_with_dtype(base, manifest.dtype))
         copy_assets(root, tmp, manifest.assets)
     return dest
+
+
+def _training_checkpoint(path: str | os.PathLike[str]) -> Path | None:
+    """The distributed training checkpoint ``path`` names (itself, or a run directory's latest),
+    None for an optica checkpoint or an imported name; a local path that is neither fails in
+    one line."""
+    local = Path(path).expanduser()
+    if not local.exists() or (local / MANIFEST).is_file():
+        return None
+    # NOTE: imported here: optica.train (and Lightning) load only for training checkpoints.
+    from optica.train.parallel.export import distributed_checkpoint
+
+    found = distributed_checkpoint(local)
+    if found is None:
+        hf = (local / "config.json").is_file()
+        hint = "; it looks like a Hugging Face checkpoint: optica import it" if hf else ""
+        raise CheckpointError(
+            f"{local} is not an optica checkpoint (no {MANIFEST}), a distributed training "
+            f"checkpoint (no meta.pt and .metadata) or a run directory (no checkpoints/){hint}"
+        )
+    return found
+
+
+def _export_training(
+    checkpoint: Path, default: Path, output_path: str | os.PathLike[str] | None, overwrite: bool
+) -> Path:
+    from optica.train.parallel.export import export_distributed_to_hf
+
+    dest = Path(output_path).expanduser() if output_path is not None else default
+    if not overwrite and not is_vacant(dest):
+        raise CheckpointExistsError(
+            f"{dest} already exists; pass overwrite=True (optica export --overwrite) to replace it"
+        )
+    return export_distributed_to_hf(checkpoint, dest, overwrite=overwrite)
 
 
 def _with_dtype(base: dict | None, dtype: str) -> dict | None:

@@ -1,5 +1,6 @@
 """``optica import SOURCE`` and ``optica export PATH``: the command-line side of
-:mod:`optica.checkpoint`. Each prints the checkpoint directory it wrote (or found) on stdout."""
+:mod:`optica.checkpoint` (``export`` also takes a training run's distributed checkpoint). Each
+prints the checkpoint directory it wrote (or found) on stdout."""
 
 from __future__ import annotations
 
@@ -37,10 +38,13 @@ def _add_import(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _add_export(subparsers: argparse._SubParsersAction) -> None:
-    description = "convert an optica checkpoint to Hugging Face format"
+    description = "convert an optica checkpoint or a training checkpoint to Hugging Face format"
     parser = subparsers.add_parser("export", help=description, description=description)
     parser.add_argument(
-        "path", metavar="PATH", help="optica checkpoint directory or imported name (org/name)"
+        "path",
+        metavar="PATH",
+        help="optica checkpoint directory or imported name (org/name); or a distributed training "
+        "checkpoint (trainer.strategy=parallel, any layout) or a run directory (its latest)",
     )
     parser.add_argument("--target", default="hf", help="output format (default: hf)")
     parser.add_argument("--output", metavar="PATH", help="default: PATH/<target>")

@@ -16,6 +16,8 @@ from optica.run.errors import ConfigError
 from optica.train.parallel.checkpoint import META_FILE, consolidated_model_state
 
 MODEL_CONFIG_FILE = "model.yaml"  # optica.checkpoint.layout's name
+DCP_METADATA = ".metadata"  # torch.distributed.checkpoint's index of the tensors
+RUN_CHECKPOINTS = "checkpoints"  # a run directory's checkpoints (optica.train.callbacks)
 
 
 def model_config_text(model) -> str:
@@ -23,6 +25,45 @@ def model_config_text(model) -> str:
     from optica.checkpoint.layout import config_to_yaml
 
     return config_to_yaml(model.config)
+
+
+def is_distributed_checkpoint(path: Path) -> bool:
+    """Whether ``path`` is a checkpoint directory written by ``ParallelStrategy`` (any layout)."""
+    return (path / META_FILE).is_file() and (path / DCP_METADATA).is_file()
+
+
+def distributed_checkpoint(path: str | os.PathLike[str]) -> Path | None:
+    """The distributed checkpoint ``path`` names: the checkpoint directory itself, or a training
+    run directory's latest checkpoint; None when ``path`` is neither (an optica checkpoint, say).
+
+    Raises:
+        ConfigError: ``path`` is a run without checkpoints, or its checkpoint is a one-process
+            Lightning file (no layout-free tensors and no model config to export from).
+    """
+    root = Path(path).expanduser()
+    if root.is_dir() and is_distributed_checkpoint(root):
+        return root
+    if root.is_dir() and (root / RUN_CHECKPOINTS).is_dir():
+        latest = latest_training_checkpoint(root / RUN_CHECKPOINTS)
+        if latest is None:
+            raise ConfigError(f"run directory {root} holds no checkpoint yet")
+        root = latest
+    if root.suffix == ".ckpt" and root.is_file():
+        raise ConfigError(
+            f"{root} is a one-process Lightning checkpoint file, not a distributed one: train "
+            "with trainer.strategy=parallel (any layout, one process included) to export to HF"
+        )
+    return root if root.is_dir() and is_distributed_checkpoint(root) else None
+
+
+def latest_training_checkpoint(directory: Path) -> Path | None:
+    """``last.ckpt`` if present, else the most recently written ``*.ckpt`` (file or
+    directory); the hidden ``.<name>.partial`` of an unfinished save is never one."""
+    last = directory / "last.ckpt"
+    if last.exists():
+        return last
+    found = [p for p in directory.glob("*.ckpt") if not p.name.startswith(".")]
+    return max(found, key=lambda p: p.stat().st_mtime, default=None)
 
 
 def export_distributed_to_hf(
