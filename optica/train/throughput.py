@@ -104,7 +104,10 @@ def batch_work(shape: ModelShape | None, batch: dict[str, Any], training: Traini
     A VLM's sequence is the text plus each image's tokens in place of its placeholder; images are
     counted from ``images`` (no look at the ids, so no device sync).
     """
-    samples = int(batch["labels"].shape[0])
+    labels = batch.get("labels") if isinstance(batch, dict) else None
+    if labels is None:  # not an optica batch: nothing to count
+        return Work()
+    samples = int(labels.shape[0])
     if shape is None or shape.language is None:
         tokens = samples * (shape.seq_length if shape else 0)
         flops = model_flops_per_step(shape, samples, training) if shape else 0.0
