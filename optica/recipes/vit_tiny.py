@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from optica import run
 from optica.data.image_folder import ImageFolderDataModule
+from optica.data.shapes import ShapesConfig
 from optica.data.synthetic import ShapesClassificationDataModule
 from optica.models import ViTClassificationModel, ViTConfigTiny
 from optica.recipes import common
 from optica.recipes.llava_tiny import cpu_trainer
 from optica.run.cli import factory
-from optica.train.api import finetune, pretrain
+from optica.train.api import finetune, pretrain, validate
+from optica.train.exp_manager import ExpManager, ResumeConfig
 
 NAME = "vit_tiny"
 
@@ -27,11 +29,13 @@ def model(num_classes: int = 3) -> run.Config[ViTClassificationModel]:
 
 @factory(name="shapes_classification")
 def shapes_classification(
-    label: str = "shape", num_train_samples: int = 4096, num_val_samples: int = 256
+    label: str = "shape", num_train_samples: int = 20_000, num_val_samples: int = 256
 ) -> run.Config[ShapesClassificationDataModule]:
-    """One synthetic shape per image, labelled by kind (3 classes) or colour."""
+    """One synthetic shape per image (45-60% of the side), labelled by kind (3 classes) or
+    colour."""
     return run.Config(
         ShapesClassificationDataModule,
+        shapes=run.Config(ShapesConfig, size_range=(0.45, 0.6)),
         label=label,
         num_train_samples=num_train_samples,
         num_val_samples=num_val_samples,
@@ -69,7 +73,7 @@ def _recipe(fn, name: str, dir: str | None, max_steps: int, num_classes: int) ->
 
 @factory(target=finetune, name=NAME)
 def finetune_recipe(
-    name: str = NAME, dir: str | None = None, max_steps: int = 100, num_classes: int = 3
+    name: str = NAME, dir: str | None = None, max_steps: int = 300, num_classes: int = 3
 ) -> run.Partial:
     """Tiny ViT classifier on synthetic shapes, on a CPU."""
     return _recipe(finetune, name, dir, max_steps, num_classes)
@@ -84,3 +88,18 @@ def pretrain_recipe(
 ) -> run.Partial:
     """Tiny ViT classifier from scratch on synthetic shapes, on a CPU."""
     return _recipe(pretrain, name, dir, max_steps, num_classes)
+
+
+@factory(target=validate, name=NAME)
+def validate_recipe(
+    name: str = f"{NAME}_validate", dir: str | None = None, num_classes: int = 3
+) -> run.Partial:
+    """Top-1 / top-5 of a tiny ViT on held-out shapes (set resume.resume_from_checkpoint)."""
+    return run.Partial(
+        validate,
+        model=model(num_classes),
+        data=shapes_classification(),
+        trainer=cpu_trainer(1),
+        log=run.Config(ExpManager, exp_dir=dir or "./optica_experiments", name=name, ckpt=None),
+        resume=run.Config(ResumeConfig, resume_if_exists=False),
+    )
