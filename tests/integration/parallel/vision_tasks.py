@@ -50,12 +50,13 @@ def train(
     save_at: int | None = None,
     resume_from: str | None = None,
     lora: bool = False,
+    precision: str = "32-true",
 ) -> list[float]:
     """One run; returns ``reduced_train_loss`` per step (on rank 0)."""
     trainer = TrainerConfig(
         devices=devices, accelerator="cpu", max_steps=steps, log_every_n_steps=1,
         enable_progress_bar=False, enable_model_summary=False, use_distributed_sampler=False,
-        seed=SEED,
+        seed=SEED, precision=precision,
         strategy=None if strategy is None else ParallelStrategy(**strategy),
     )  # fmt: skip
     ckpt = None
