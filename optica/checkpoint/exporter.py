@@ -33,8 +33,9 @@ def export_ckpt(
 
     Args:
         path: An optica checkpoint directory, or the name it was imported under; or a
-            distributed training checkpoint written under any parallel layout
-            (``ParallelStrategy``), or a training run directory (its latest checkpoint).
+            training checkpoint: a distributed one written under any parallel layout
+            (``ParallelStrategy``), a one-process Lightning ``.ckpt`` of a run with its
+            ``config.yaml``, or a run directory (its latest checkpoint).
         target: ``"hf"``: Hugging Face (config.json, safetensors, tokenizer / processor files).
         output_path: Default ``<path>/<target>``.
         overwrite: Replace an existing output directory.
@@ -65,16 +66,16 @@ def export_ckpt(
 
 
 def _training_checkpoint(path: str | os.PathLike[str]) -> Path | None:
-    """The distributed training checkpoint ``path`` names (itself, or a run directory's latest),
+    """The training checkpoint ``path`` names (itself, or a run directory's latest),
     None for an optica checkpoint or an imported name; a local path that is neither fails in
     one line."""
     local = Path(path).expanduser()
     if not local.exists() or (local / MANIFEST).is_file():
         return None
     # NOTE: imported here: optica.train (and Lightning) load only for training checkpoints.
-    from optica.train.parallel.export import distributed_checkpoint
+    from optica.train.parallel.export import training_checkpoint
 
-    found = distributed_checkpoint(local)
+    found = training_checkpoint(local)
     if found is None:
         hf = (local / "config.json").is_file()
         hint = "; it looks like a Hugging Face checkpoint: optica import it" if hf else ""
@@ -88,14 +89,14 @@ def _training_checkpoint(path: str | os.PathLike[str]) -> Path | None:
 def _export_training(
     checkpoint: Path, default: Path, output_path: str | os.PathLike[str] | None, overwrite: bool
 ) -> Path:
-    from optica.train.parallel.export import export_distributed_to_hf
+    from optica.train.parallel.export import export_training_to_hf
 
     dest = Path(output_path).expanduser() if output_path is not None else default
     if not overwrite and not is_vacant(dest):
         raise CheckpointExistsError(
             f"{dest} already exists; pass overwrite=True (optica export --overwrite) to replace it"
         )
-    return export_distributed_to_hf(checkpoint, dest, overwrite=overwrite)
+    return export_training_to_hf(checkpoint, dest, overwrite=overwrite)
 
 
 def _with_dtype(base: dict | None, dtype: str) -> dict | None:

@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
+
+import torch
 
 from optica.run.errors import ConfigError
 from optica.train.parallel.checkpoint import META_FILE, consolidated_model_state
@@ -18,6 +21,7 @@ from optica.train.parallel.checkpoint import META_FILE, consolidated_model_state
 MODEL_CONFIG_FILE = "model.yaml"  # optica.checkpoint.layout's name
 DCP_METADATA = ".metadata"  # torch.distributed.checkpoint's index of the tensors
 RUN_CHECKPOINTS = "checkpoints"  # a run directory's checkpoints (optica.train.callbacks)
+RUN_CONFIG = "config.yaml"  # the task a run was launched with (optica.train.api)
 
 
 def model_config_text(model) -> str:
@@ -32,27 +36,22 @@ def is_distributed_checkpoint(path: Path) -> bool:
     return (path / META_FILE).is_file() and (path / DCP_METADATA).is_file()
 
 
-def distributed_checkpoint(path: str | os.PathLike[str]) -> Path | None:
-    """The distributed checkpoint ``path`` names: the checkpoint directory itself, or a training
-    run directory's latest checkpoint; None when ``path`` is neither (an optica checkpoint, say).
+def training_checkpoint(path: str | os.PathLike[str]) -> Path | None:
+    """The training checkpoint ``path`` names: a distributed checkpoint directory, a one-process
+    Lightning ``.ckpt`` file, or a run directory's latest of either; None when ``path`` is none
+    of these (an optica checkpoint, say).
 
     Raises:
-        ConfigError: ``path`` is a run without checkpoints, or its checkpoint is a one-process
-            Lightning file (no layout-free tensors and no model config to export from).
+        ConfigError: ``path`` is a run directory without checkpoints.
     """
     root = Path(path).expanduser()
-    if root.is_dir() and is_distributed_checkpoint(root):
-        return root
-    if root.is_dir() and (root / RUN_CHECKPOINTS).is_dir():
+    if root.is_dir() and (root / RUN_CHECKPOINTS).is_dir() and not is_distributed_checkpoint(root):
         latest = latest_training_checkpoint(root / RUN_CHECKPOINTS)
         if latest is None:
             raise ConfigError(f"run directory {root} holds no checkpoint yet")
         root = latest
-    if root.suffix == ".ckpt" and root.is_file():
-        raise ConfigError(
-            f"{root} is a one-process Lightning checkpoint file, not a distributed one: train "
-            "with trainer.strategy=parallel (any layout, one process included) to export to HF"
-        )
+    if root.is_file() and root.suffix == ".ckpt":
+        return root
     return root if root.is_dir() and is_distributed_checkpoint(root) else None
 
 
@@ -66,6 +65,40 @@ def latest_training_checkpoint(directory: Path) -> Path | None:
     return max(found, key=lambda p: p.stat().st_mtime, default=None)
 
 
+def export_training_to_hf(
+    path: str | os.PathLike[str], output_path: str | os.PathLike[str], *, overwrite: bool = False
+) -> Path:
+    """Writes the model of a training checkpoint (:func:`training_checkpoint`'s answer) as a
+    Hugging Face checkpoint at ``output_path``; returns ``output_path``."""
+    root = Path(path).expanduser()
+    if root.is_dir():
+        return export_distributed_to_hf(root, output_path, overwrite=overwrite)
+    config, state = _lightning_file_model(root)
+    return _write_hf(root, config, state, Path(output_path).expanduser(), overwrite)
+
+
+def _lightning_file_model(ckpt: Path) -> tuple[Any, dict[str, torch.Tensor]]:
+    """(model config, weights) of a one-process Lightning checkpoint: the config from its run's
+    ``config.yaml`` (``<run>/checkpoints/<name>.ckpt``), the weights from the file."""
+    from optica import run
+
+    file = ckpt.parent.parent / RUN_CONFIG
+    task = run.load_file(file) if file.is_file() else None
+    model = getattr(task, "model", None)
+    if model is None:
+        raise ConfigError(
+            f"{ckpt} is a one-process Lightning checkpoint and {file} has no model to rebuild "
+            "it with (runs launched by optica finetune/pretrain or run.run write one)"
+        )
+    built = run.build(model) if hasattr(model, "__fn_or_cls__") else model
+    try:
+        state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
+    except (OSError, RuntimeError, KeyError, EOFError) as err:
+        raise ConfigError(f"cannot read {ckpt} as a Lightning checkpoint: {err}") from None
+    prefix = "model."
+    return built.config, {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+
+
 def export_distributed_to_hf(
     path: str | os.PathLike[str], output_path: str | os.PathLike[str], *, overwrite: bool = False
 ) -> Path:
@@ -76,9 +109,7 @@ def export_distributed_to_hf(
         ConfigError: ``path`` is not a distributed checkpoint with a model config, or it holds
             LoRA adapters (merge them first: ``optica.train.peft.merge_lora``).
     """
-    from optica.checkpoint.atomic import atomic_directory
     from optica.checkpoint.layout import read_config
-    from optica.models import family_for_config, save_hf
 
     root = Path(path).expanduser()
     if not (root / META_FILE).is_file() or not (root / MODEL_CONFIG_FILE).is_file():
@@ -87,14 +118,23 @@ def export_distributed_to_hf(
             f"({META_FILE} and {MODEL_CONFIG_FILE}); optica checkpoints export with optica export"
         )
     state = consolidated_model_state(root)
+    return _write_hf(root, read_config(root), state, Path(output_path).expanduser(), overwrite)
+
+
+def _write_hf(
+    source: Path, config: Any, state: dict[str, torch.Tensor], dest: Path, overwrite: bool
+) -> Path:
+    """The model of ``config`` with ``state`` written as Hugging Face files at ``dest``."""
+    from optica.checkpoint.atomic import atomic_directory
+    from optica.models import family_for_config, save_hf
+
     adapters = sorted(key for key in state if ".lora_" in key)
     if adapters:
         raise ConfigError(
-            f"{root} holds LoRA adapters ({adapters[0]}, ...): merge them into the base weights "
+            f"{source} holds LoRA adapters ({adapters[0]}, ...): merge them into the base weights "
             "before exporting (optica.train.peft.merge_lora)"
         )
-    config = read_config(root)
     model = family_for_config(config).build(config).load_weights(state)
-    with atomic_directory(Path(output_path).expanduser(), overwrite=overwrite) as tmp:
+    with atomic_directory(dest, overwrite=overwrite) as tmp:
         save_hf(model, tmp)
-    return Path(output_path).expanduser()
+    return dest

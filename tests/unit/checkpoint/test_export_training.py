@@ -1,8 +1,9 @@
 """``optica export`` / ``optica.export_ckpt`` of training checkpoints: a distributed checkpoint
 directory (written here in one process by the same ``DistributedCheckpointer`` that
-``ParallelStrategy`` saves with, no process group), or a run directory → its latest checkpoint;
-anything else is one line. Layouts that really shard (TP=2) are exported in
-``tests/integration/parallel/test_precision_and_export.py``."""
+``ParallelStrategy`` saves with, no process group), a one-process run (its ``config.yaml`` and
+Lightning file), or a run directory → its latest checkpoint; anything else is one line. Layouts
+that really shard (TP=2): ``tests/integration/parallel/test_precision_and_export.py``.
+"""
 
 from __future__ import annotations
 
@@ -13,8 +14,11 @@ import torch
 from safetensors.torch import load_file
 
 import optica
+from optica import run
 from optica.cli import main as cli_main
 from optica.models import LlamaConfigTiny, LlamaModel, save_hf
+from optica.run.serialize import to_yaml
+from optica.train.api import finetune
 from optica.train.parallel.checkpoint import DistributedCheckpointer
 from optica.train.parallel.export import MODEL_CONFIG_FILE, model_config_text
 
@@ -84,15 +88,32 @@ def test_an_existing_output_is_refused_unless_overwritten(tmp_path):
     assert optica.export_ckpt(checkpoint, output_path=tmp_path / "hf", overwrite=True)
 
 
+def write_one_process_run(model: LlamaModel, run_dir, *, with_config: bool = True) -> None:
+    """A run of Lightning's default strategy: ``config.yaml`` (the launched task, as
+    ``optica.train.api`` writes it) and a single-file checkpoint."""
+    (run_dir / "checkpoints").mkdir(parents=True)
+    if with_config:
+        task = run.Partial(finetune, model=run.Config(LlamaModel, run.Config(LlamaConfigTiny)))
+        (run_dir / "config.yaml").write_text(to_yaml(task))
+    state = {f"model.{k}": v for k, v in model.state_dict().items()}
+    torch.save({"state_dict": state, "global_step": 2}, run_dir / "checkpoints" / "step=2.ckpt")
+
+
+def test_a_one_process_run_exports_from_its_config_and_lightning_file(tmp_path, capsys):
+    model = trained_like(3)
+    write_one_process_run(model, tmp_path / "run")
+    code, out, err = optica_cli(capsys, "export", str(tmp_path / "run"))
+    assert (code, out) == (0, [str(tmp_path / "run" / "hf")]), err
+    assert_same_export(tmp_path / "run" / "hf", model, tmp_path)
+
+
 def test_what_is_not_exportable_is_one_line(tmp_path, capsys):
     (tmp_path / "empty_run" / "checkpoints").mkdir(parents=True)
-    lightning = tmp_path / "one_process_run" / "checkpoints"
-    lightning.mkdir(parents=True)
-    torch.save({"state_dict": {}}, lightning / "step=2.ckpt")
+    write_one_process_run(trained_like(1), tmp_path / "run_without_config", with_config=False)
     (tmp_path / "other").mkdir()
     cases = {
         "empty_run": "holds no checkpoint yet",
-        "one_process_run": "is a one-process Lightning checkpoint file, not a distributed one",
+        "run_without_config": "is a one-process Lightning checkpoint and",
         "other": "is not an optica checkpoint (no optica_checkpoint.json), a distributed training "
         "checkpoint (no meta.pt and .metadata) or a run directory (no checkpoints/)",
     }
