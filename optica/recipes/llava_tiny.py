@@ -1,5 +1,9 @@
 """A tiny LLaVA (~0.4M parameters) on synthetic shapes: trains on a CPU in minutes (the demo).
 
+Measured (``optica demo``, 1 thread on a busy 2-core machine): 900 steps in 269 s, held-out
+answer accuracy 0.0% -> 94.7% (colour and shape questions are learned within ~150 steps, the
+counting ones last).
+
 optica finetune --factory llava_tiny                      # full fine-tune
 optica finetune --factory llava_tiny peft=lora            # LoRA adapters only
 """
@@ -28,7 +32,14 @@ def model() -> run.Config[LlavaModel]:
     language = run.Config(
         LlamaConfigTiny, hidden_size=96, ffn_hidden_size=256, vocab_size=shapes_vocab_size()
     )
-    config = run.Config(LlavaConfigTiny, language_transformer_config=language, image_token_id=None)
+    # NOTE: features from the last encoder layer (not LLaVA's penultimate): with 3 layers, the
+    # penultimate leaves the tiny encoder only 2, and shapes were learned markedly slower.
+    config = run.Config(
+        LlavaConfigTiny,
+        language_transformer_config=language,
+        image_token_id=None,
+        vision_feature_layer=-1,
+    )
     return run.Config(LlavaModel, config)
 
 
@@ -82,7 +93,7 @@ def finetune_recipe(
         data=shapes_data(),
         trainer=cpu_trainer(max_steps),
         log=common.log(name, dir),
-        optim=common.cosine_optim(lr=1e-2 if lora else 3e-3, warmup_steps=20, min_lr=1e-4),
+        optim=common.cosine_optim(lr=1e-2 if lora else 1e-3, warmup_steps=20, min_lr=1e-4),
         resume=common.resume(),
         peft=common.lora(dim=8, alpha=16) if lora else None,
     )
