@@ -4,12 +4,12 @@ A shape says only what the analytic models need; running it needs one of optica'
 with the same numbers. Language models with Llama's traits (gated MLP, RMSNorm, no biases, RoPE,
 dense) run as :class:`~optica.models.LlamaModel` — Llama 2/3, Mistral, Vicuna and any size the
 search generates in that style; LLaVA-style VLMs run as :class:`~optica.models.LlavaModel` with a
-CLIP tower and that language model. Other families (GPT-3's learned positions and biases, MoE,
-Gemma, Nemotron, ViT classifiers) are searched and predicted but not launched here yet: asking
-for it is one clear error, never a silently different model. Data is random
-with the shape's sequence length: tokens only for a language model
-(:class:`~optica.autoconfig.data.RandomTokenData`), tokens and images for a VLM
-(:class:`~optica.data.MockDataModule`).
+CLIP tower and that language model; ViT classifiers run as
+:class:`~optica.models.ViTClassificationModel`. Other families (GPT-3's learned positions and
+biases, MoE, Gemma, Nemotron) are searched and predicted but not launched here yet: asking for it
+is one clear error, never a silently different model. Data is
+:class:`~optica.data.MockDataModule`'s random batches of the model's kind: tokens of the shape's
+sequence length for a language model, tokens and images for a VLM, labelled images for a ViT.
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ def model_config(model: ModelShape) -> run.Config:
     problems = _unsupported(model)
     if problems:
         raise ConfigError(f"cannot launch {model.name}: " + "; ".join(problems))
+    if model.kind == "vit":
+        return _vit_config(model)
     language = _language_config(model.language)  # type: ignore[arg-type]
     if model.kind == "gpt":
         return run.Config(LlamaModel, language)
@@ -46,7 +48,7 @@ def model_config(model: ModelShape) -> run.Config:
 
 
 def data_config(model: ModelShape, layout: Layout, *, num_train_samples: int) -> run.Config:
-    """Random data with the model's tokens and images, batched as ``layout`` says.
+    """Random data of the model's kind (module docstring), batched as ``layout`` says.
 
     Under pipeline parallelism a data micro-batch holds every pipeline micro-batch of a step
     (the strategy splits it), as :meth:`ParallelSettings.layout` reads it back.
@@ -56,28 +58,24 @@ def data_config(model: ModelShape, layout: Layout, *, num_train_samples: int) ->
     micro = layout.micro_batch_size
     if layout.pp > 1:
         micro *= layout.num_microbatches
-    if model.vision is None:
-        from optica.autoconfig.data import RandomTokenData
-
+    sizes = dict(
+        micro_batch_size=micro, global_batch_size=layout.global_batch_size,
+        num_train_samples=num_train_samples, num_val_samples=0,
+    )  # fmt: skip
+    if model.kind == "vit":
+        image_size = model.vision.image_size  # type: ignore[union-attr]
         return run.Config(
-            RandomTokenData, seq_length=model.seq_length,
-            vocab_size=model.language.vocab_size,  # type: ignore[union-attr]
-            micro_batch_size=micro, global_batch_size=layout.global_batch_size,
-            num_train_samples=num_train_samples,
-        )  # fmt: skip
-    images = model.images_per_sample if model.vision is not None else 0
-    vision_size = model.vision.image_size if model.vision is not None else 336
+            MockDataModule, num_classes=model.num_classes, image_size=image_size, **sizes
+        )
+    vision = model.vision
     return run.Config(
         MockDataModule,
         seq_length=model.seq_length,
         vocab_size=model.language.vocab_size,  # type: ignore[union-attr]
-        image_size=vision_size,
+        image_size=vision.image_size if vision is not None else 1,
         image_token_len=model.image_tokens or 1,
-        num_images=images,
-        num_train_samples=num_train_samples,
-        num_val_samples=0,
-        micro_batch_size=micro,
-        global_batch_size=layout.global_batch_size,
+        num_images=model.images_per_sample if vision is not None else 0,
+        **sizes,
     )
 
 
@@ -107,7 +105,7 @@ def strategy_config(layout: Layout) -> run.Config:
 
 def _unsupported(model: ModelShape) -> list[str]:
     if model.language is None:
-        return ["ViT classifiers are searched but not launched by the runner yet"]
+        return _vision_unsupported(model.vision, "its encoder")  # type: ignore[arg-type]
     t, found = model.language, []
     for wrong, what in (
         (not t.gated_mlp, "a non-gated MLP"),
@@ -119,8 +117,16 @@ def _unsupported(model: ModelShape) -> list[str]:
     ):
         if wrong:
             found.append(f"its language model has {what} (the runner launches Llama-style models)")
-    if model.vision is not None and model.vision.gated_mlp:
-        found.append("its vision encoder has a gated MLP (the runner launches CLIP towers)")
+    if model.vision is not None:
+        found += _vision_unsupported(model.vision, "its vision encoder")
+    return found
+
+
+def _vision_unsupported(v: VisionShape, what: str) -> list[str]:
+    found = []
+    for wrong, trait in ((v.gated_mlp, "a gated MLP"), (v.norm != "layernorm", v.norm)):
+        if wrong:
+            found.append(f"{what} has {trait} (the runner launches CLIP and ViT encoders)")
     return found
 
 
@@ -158,3 +164,20 @@ def _vision_config(v: VisionShape) -> run.Config:
         pre_layernorm=v.pre_norm,
         patch_bias=v.patch_bias,
     )
+
+
+def _vit_config(model: ModelShape) -> run.Config:
+    """The ViT classifier of a ``vit`` shape: its encoder, dropout as the shape says."""
+    from optica.models import ViTClassificationModel, ViTConfig
+
+    v = model.vision
+    assert v is not None
+    dropout = 0.1 if v.dropout else 0.0  # seed 002's ViT dropout
+    config = run.Config(
+        ViTConfig, hidden_size=v.hidden_size, ffn_hidden_size=v.ffn_hidden_size,
+        num_layers=v.num_layers, num_attention_heads=v.num_attention_heads,
+        patch_dim=v.patch_size, img_h=v.image_size, img_w=v.image_size,
+        num_channels=v.num_channels, add_class_token=v.class_token, pre_layernorm=v.pre_norm,
+        patch_bias=v.patch_bias, hidden_dropout=dropout, num_classes=model.num_classes,
+    )  # fmt: skip
+    return run.Config(ViTClassificationModel, config)

@@ -242,7 +242,8 @@ def failure_message(log: str, returncode: int | None, state: State) -> tuple[str
     if errors:
         return errors[-1][:500], "error"
     tail = " | ".join(lines[-3:])[:500] or "no output"
-    return f"{state} (exit code {returncode}): {tail}", "error"
+    code = "" if returncode is None else f" (exit code {returncode})"  # None: never started
+    return f"{state}{code}: {tail}", "error"
 
 
 def _freezing(training: Training, kind: str) -> Any:

@@ -6,6 +6,7 @@ files, so the demo exercises the real template, tokenization and image path.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 
 import numpy as np
@@ -214,12 +215,18 @@ class MockDataset(Dataset):
     def __len__(self) -> int:
         return self.size
 
-    def __getitem__(self, index: int) -> Sample:
+    def __getitem__(self, index: int) -> Sample | dict:
         m = self.module
         seed = np.random.default_rng([m.seed, SPLITS[self.split], index]).integers(2**62)
         generator = torch.Generator().manual_seed(int(seed))
+        if m.num_classes is not None:
+            image = torch.randn(3, *m.image_size, generator=generator)
+            label = torch.randint(m.num_classes, (), generator=generator)
+            return {"images": image, "labels": label}
         text = m.seq_length - m.num_images * m.image_token_len
         ids = torch.randint(3, m.vocab_size, (text,), generator=generator)
+        if not m.num_images:  # a language model pre-trains on every token
+            return {"input_ids": ids, "labels": ids.clone()}
         ids = torch.cat([torch.full((m.num_images,), IMAGE_TOKEN_ID), ids])
         labels = ids.clone()
         labels[: m.num_images + text // 2] = IGNORE_INDEX  # the first half is the "prompt"
@@ -228,16 +235,27 @@ class MockDataset(Dataset):
 
 
 class MockDataModule(OpticaDataModule):
-    """Random data shaped like a model's inputs, for recipes and benchmarks.
+    """Random data shaped like a model's inputs, for recipes, benchmarks and the autoconfig runner.
 
-    Every row is exactly ``seq_length`` long once each of its ``num_images`` images counts
-    ``image_token_len`` tokens.
+    Three kinds of batch, one per kind of model, each holding only what that model and every
+    parallel layout take:
+
+    * a VLM (``num_images >= 1``, the default): LLaVA batches from the real
+      :class:`~optica.data.collate.Collator` (image placeholders, positions, document ids);
+      every row is exactly ``seq_length`` long once each image counts ``image_token_len``
+      tokens, and the first half of its text is an unlearned "prompt";
+    * a language model (``num_images=0``): ``{"input_ids", "labels"}`` [B, seq_length], every
+      token learned, as in pre-training. NOTE: no image placeholders (a language model's
+      embedding refuses id -200) and no padding or extra keys (pipeline and context
+      parallelism take token batches only);
+    * a ViT classifier (``num_classes`` set): ``{"images": [B, 3, H, W], "labels": [B]}``.
 
     Args:
         vocab_size: Token ids are drawn from [3, vocab_size).
         image_size: Side (or (H, W)) of the random images.
         image_token_len: Language-model tokens per image.
-        num_images: Images per sample (0 for text only).
+        num_images: Images per sample (0 for a language model).
+        num_classes: Labels of a classifier's batches (None: token batches).
         num_train_samples, num_val_samples: Split sizes.
         **shared: See :class:`~optica.data.module.OpticaDataModule`.
     """
@@ -250,6 +268,7 @@ class MockDataModule(OpticaDataModule):
         image_size: int | tuple[int, int] = 336,
         image_token_len: int = 576,
         num_images: int = 1,
+        num_classes: int | None = None,
         num_train_samples: int = 10_000,
         num_val_samples: int = 64,
         micro_batch_size: int = 1,
@@ -268,18 +287,30 @@ class MockDataModule(OpticaDataModule):
             data_parallel_rank=data_parallel_rank,
             data_parallel_size=data_parallel_size,
         )
-        self.vocab_size, self.num_images = vocab_size, num_images
+        self.vocab_size, self.num_images, self.num_classes = vocab_size, num_images, num_classes
         self.image_token_len = image_token_len
         self.image_size = (image_size, image_size) if isinstance(image_size, int) else image_size
-        if seq_length - num_images * image_token_len < 2:
-            raise DataConfigError(
-                f"seq_length={seq_length} leaves no room for text after {num_images} image(s) of "
-                f"{image_token_len} tokens"
-            )
+        _check_mock(self)
         self.sizes = {"train": num_train_samples, "val": num_val_samples}
 
     def build_dataset(self, split: str) -> MockDataset | None:
         return MockDataset(self, split, self.sizes[split]) if self.sizes[split] else None
 
-    def collator(self) -> Collator:
+    def collator(self) -> Collator | Callable[[list[dict]], dict]:
+        if self.num_classes is not None or not self.num_images:
+            return _stack
         return Collator(0, self.image_size, image_token_len=self.image_token_len)
+
+
+def _check_mock(m: MockDataModule) -> None:
+    if m.num_classes is not None:
+        if m.num_classes < 1:
+            raise DataConfigError(f"MockDataModule: num_classes={m.num_classes} must be >= 1")
+        return
+    if m.num_images < 0:
+        raise DataConfigError(f"MockDataModule: num_images={m.num_images} must be >= 0")
+    if m.seq_length - m.num_images * m.image_token_len < 2:
+        raise DataConfigError(
+            f"seq_length={m.seq_length} leaves no room for text after {m.num_images} image(s) of "
+            f"{m.image_token_len} tokens"
+        )

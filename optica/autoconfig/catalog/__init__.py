@@ -77,7 +77,7 @@ def generate_base_config(family: str, *, model_size_in_b: float) -> ModelShape:
 
 def _load_builtin() -> None:
     # NOTE: imported lazily: the preset modules import this one to register.
-    from optica.autoconfig.catalog import language, vision  # noqa: F401
+    from optica.autoconfig.catalog import language, tiny, vision  # noqa: F401
 
 
 __all__ = [

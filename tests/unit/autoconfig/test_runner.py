@@ -4,6 +4,7 @@ failure messages read from logs, limits, and the candidate's task as it will be 
 from pathlib import Path
 
 import pytest
+import torch
 
 from optica import autoconfig as ac
 from optica import run
@@ -56,11 +57,37 @@ def test_a_llava_shape_builds_llava_with_a_clip_tower():
 @pytest.mark.parametrize(
     ("name", "why"),
     [("gpt3_125m", "learned positions"), ("mixtral_8x7b", "mixture-of-experts"),
-     ("vit_b16", "ViT classifiers"), ("nemotron3_8b", "a non-gated MLP")],
+     ("nemotron3_8b", "a non-gated MLP")],
 )  # fmt: skip
 def test_families_the_runner_cannot_launch_say_why(name, why):
     with pytest.raises(ConfigError, match=f"cannot launch {name}: .*{why}"):
         model_config(ac.model_shape(name))
+
+
+def test_a_vit_shape_builds_the_same_vit_with_labelled_images():
+    shape = ac.model_shape("vit_b16")
+    config = run.build(model_config(shape)).config
+    assert (config.hidden_size, config.num_layers, config.patch_dim) == (768, 12, 16)
+    assert (config.num_classes, config.img_h, config.hidden_dropout) == (1000, 224, 0.1)
+    tiny = run.build(model_config(ac.model_shape("vit_tiny")))
+    assert sum(p.numel() for p in tiny.parameters()) == ac.count_parameters(
+        ac.model_shape("vit_tiny")
+    )
+    layout = ac.Layout(micro_batch_size=2, global_batch_size=4)
+    data = run.build(data_config(ac.model_shape("vit_tiny"), layout, num_train_samples=8))
+    batch = next(iter(data.train_dataloader()))
+    assert set(batch) == {"images", "labels"} and batch["images"].shape == (2, 3, 32, 32)
+    assert batch["labels"].shape == (2,) and int(batch["labels"].max()) < 10
+    tiny.init_weights(0)
+    assert tiny(batch["images"]).shape == (2, 10)
+
+
+def test_a_language_model_gets_token_batches_only():
+    layout = ac.Layout(micro_batch_size=2, global_batch_size=4)
+    data = run.build(data_config(TINY, layout, num_train_samples=8))
+    batch = next(iter(data.train_dataloader()))
+    assert set(batch) == {"input_ids", "labels"} and batch["input_ids"].shape == (2, 256)
+    assert torch.equal(batch["input_ids"], batch["labels"])  # pre-training: every token
 
 
 def test_strategy_and_data_follow_the_layout():
