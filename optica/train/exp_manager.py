@@ -145,11 +145,13 @@ class ResumeConfig:
 
 
 def latest_checkpoint(directory: Path) -> Path | None:
-    """``last.ckpt`` if present, else the most recently written ``*.ckpt``."""
+    """``last.ckpt`` if present, else the most recently written ``*.ckpt``: a file (one process)
+    or a directory (a distributed checkpoint of ``ParallelStrategy``); the hidden
+    ``.<name>.partial`` of an unfinished save is never one."""
     if not directory.is_dir():
         return None
     last = directory / "last.ckpt"
     if last.exists():
         return last
-    candidates = [p for p in directory.glob("*.ckpt") if p.is_file()]
+    candidates = [p for p in directory.glob("*.ckpt") if not p.name.startswith(".")]
     return max(candidates, key=lambda p: p.stat().st_mtime, default=None)

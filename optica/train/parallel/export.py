@@ -44,25 +44,17 @@ def training_checkpoint(path: str | os.PathLike[str]) -> Path | None:
     Raises:
         ConfigError: ``path`` is a run directory without checkpoints.
     """
+    from optica.train.exp_manager import latest_checkpoint
+
     root = Path(path).expanduser()
     if root.is_dir() and (root / RUN_CHECKPOINTS).is_dir() and not is_distributed_checkpoint(root):
-        latest = latest_training_checkpoint(root / RUN_CHECKPOINTS)
+        latest = latest_checkpoint(root / RUN_CHECKPOINTS)
         if latest is None:
             raise ConfigError(f"run directory {root} holds no checkpoint yet")
         root = latest
     if root.is_file() and root.suffix == ".ckpt":
         return root
     return root if root.is_dir() and is_distributed_checkpoint(root) else None
-
-
-def latest_training_checkpoint(directory: Path) -> Path | None:
-    """``last.ckpt`` if present, else the most recently written ``*.ckpt`` (file or
-    directory); the hidden ``.<name>.partial`` of an unfinished save is never one."""
-    last = directory / "last.ckpt"
-    if last.exists():
-        return last
-    found = [p for p in directory.glob("*.ckpt") if not p.name.startswith(".")]
-    return max(found, key=lambda p: p.stat().st_mtime, default=None)
 
 
 def export_training_to_hf(
