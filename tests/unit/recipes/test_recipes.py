@@ -13,10 +13,13 @@ from optica.train.peft import Freeze, LoRA
 
 
 def registered_recipes() -> list[tuple[str, str]]:
+    """(command, recipe) for every recipe of ``optica.recipes`` (test plugins left out: another
+    test may have loaded some into this process)."""
     return sorted(
         (command, name)
         for command, entry in registry.entrypoints().items()
-        for name in registry.recipes_for(entry.fn)
+        for name, recipe in registry.recipes_for(entry.fn).items()
+        if recipe.fn.__module__.startswith("optica.recipes.")
     )
 
 
