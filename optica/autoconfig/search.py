@@ -170,8 +170,10 @@ def enumerate_layouts(model: ModelShape, cluster: Cluster, space: SearchSpace) -
         if world % (tp * pp * cp) or (vp > 1 and pp == 1):
             continue
         chunk = max(model.backbone.num_layers // (pp * vp), 1)
-        # Sequence parallelism whenever TP > 1 and the tokens split evenly (a ViT's 197 don't).
-        sp = tp > 1 and (model.seq_length // cp) % tp == 0
+        # Sequence parallelism whenever TP > 1 and the tokens split evenly (a ViT's 197 don't);
+        # never for a VLM: optica splices image features into the whole sequence right before
+        # the language model, so its LLaVA refuses sequence parallelism (TP alone runs).
+        sp = tp > 1 and (model.seq_length // cp) % tp == 0 and model.kind != "vlm"
         for layers in space.recompute_num_layers or _recompute_grid(chunk):
             yield Layout(
                 tensor_model_parallel_size=tp, pipeline_model_parallel_size=pp,
