@@ -2,6 +2,7 @@
 
 import csv
 
+from optica import autoconfig as ac
 from optica import run
 from optica.autoconfig import (
     AutoConfigurator,
@@ -119,3 +120,15 @@ def test_sizes_that_do_not_divide_the_world_are_never_proposed():
                                                         global_batch_sizes=(128,)))  # fmt: skip
     assert all(c.layout.tp == 1 for c in result.candidates)
     assert isinstance(result.candidates[0].layout, Layout)
+
+
+def test_no_sequence_parallelism_for_a_vlm():
+    """optica's LLaVA refuses it (features are spliced into the whole sequence): TP alone."""
+    cluster = ac.Cluster(num_nodes=1, gpus_per_node=2, gpu=ac.gpu_preset("h100"))
+    vlm = ac.search(ac.model_shape("llava_tiny"), cluster, space=ac.SearchSpace(
+        global_batch_sizes=(8,), pipeline_parallel_sizes=(1,)))  # fmt: skip
+    tp2 = [c.layout for c in vlm.candidates if c.layout.tp == 2]
+    assert tp2 and not any(layout.sequence_parallel for layout in tp2)
+    llama = ac.search(ac.model_shape("llama_tiny"), cluster, space=ac.SearchSpace(
+        global_batch_sizes=(8,), pipeline_parallel_sizes=(1,)))  # fmt: skip
+    assert all(c.layout.sequence_parallel for c in llama.candidates if c.layout.tp == 2)
