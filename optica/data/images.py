@@ -71,7 +71,8 @@ class ImageProcessor:
         return image
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
-        pixels = np.asarray(self.geometry(image.convert("RGB")))  # uint8 [H, W, 3]
+        rgb = image if image.mode == "RGB" else image.convert("RGB")  # convert copies even RGB
+        pixels = np.asarray(self.geometry(rgb))  # uint8 [H, W, 3]
         lut = self._lookup()
         out = np.empty((3, *pixels.shape[:2]), dtype=np.float32)
         for channel in range(3):  # a table lookup per channel: normalises and makes it [3, H, W]
