@@ -152,7 +152,7 @@ class ParallelStrategy(ModelParallelStrategy):
         module = self.lightning_module
         micro, global_ = _batch_sizes(module)
         self.validate(module.model, self.num_nodes * self.num_processes, micro, global_)
-        if getattr(module, "peft", None) is not None and self.model_parallel_size > 1:
+        if _adds_adapters(getattr(module, "peft", None)) and self.model_parallel_size > 1:
             raise ConfigError(
                 "ParallelStrategy: PEFT (LoRA) with TP, PP or CP > 1 is not supported yet (the "
                 "adapters are not sharded); LoRA runs data-parallel: data_parallel_sharding=ddp "
@@ -326,3 +326,11 @@ def _batch_sizes(module: Any) -> tuple[int, int | None]:
     micro = getattr(data, "micro_batch_size", None)
     global_ = getattr(data, "global_batch_size", None)
     return (micro if isinstance(micro, int) else 1), (global_ if isinstance(global_, int) else None)
+
+
+def _adds_adapters(peft: Any) -> bool:
+    """LoRA adds (unsharded) adapter layers; plain freezing (``peft=freeze``) adds nothing and
+    runs under any layout."""
+    from optica.train.peft import Freeze
+
+    return peft is not None and not isinstance(peft, Freeze)

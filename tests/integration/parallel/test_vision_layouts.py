@@ -46,7 +46,8 @@ RESUMED = {"llava_tp2_to_tp1": "llava_tp2", "llava_fsdp2_to_dp1": "llava_fsdp2",
 def reference(environment):
     """One plain process per model (and LLaVA with LoRA), saving at step 2 for the export."""
     runs = {"llava": {"kind": "llava"}, "vit": {"kind": "vit"},
-            "llava_lora": {"kind": "llava", "lora": True}}  # fmt: skip
+            "llava_lora": {"kind": "llava", "lora": True},
+            "llava_frozen_vision": {"kind": "llava", "freeze_vision": True}}  # fmt: skip
     return {
         name: tasks.train(str(environment), f"reference_{name}", devices=1, micro_batch_size=8,
                           save_at=2, **spec)
@@ -65,6 +66,9 @@ def two_ranks(environment):
          "save_at": 2, "strategy": {"data_parallel_sharding": sharding}}
         for name, sharding in LORA.items()
     ]  # fmt: skip
+    runs.append({"name": "llava_tp2_frozen_vision", "kind": "llava", "devices": 2,
+                 "micro_batch_size": 8, "freeze_vision": True,
+                 "strategy": {"tensor_model_parallel_size": 2}})  # fmt: skip
     return launch(environment, runs, ranks=2, task=tasks.train_all)
 
 
@@ -91,6 +95,14 @@ def test_two_rank_layout_matches_one_process(name, two_ranks, reference):
 def test_resume_under_another_layout_gives_the_same_next_loss(name, resumed, reference):
     expected = reference[RESUMED[name].split("_")[0]][2]
     assert resumed[name] == pytest.approx([expected], abs=TOLERANCE)
+
+
+def test_frozen_vision_tower_under_tensor_parallelism(two_ranks, reference):
+    """LLaVA-1.5's full fine-tune (vision tower frozen, peft=freeze) runs under TP=2 like one
+    process; only adapters (LoRA) are refused with TP > 1."""
+    expected = reference["llava_frozen_vision"]
+    assert two_ranks["llava_tp2_frozen_vision"] == pytest.approx(expected, abs=TOLERANCE)
+    assert expected != pytest.approx(reference["llava"], abs=1e-4)  # the freeze changed training
 
 
 @pytest.mark.parametrize("name", list(LORA))

@@ -17,7 +17,7 @@ from optica.models import LlavaConfigTiny, LlavaModel, ViTClassificationModel, V
 from optica.train.api import finetune
 from optica.train.exp_manager import CheckpointConfig, ExpManager, ResumeConfig
 from optica.train.optim import OptimizerConfig
-from optica.train.peft import LoRA
+from optica.train.peft import Freeze, LoRA
 from optica.train.strategy import ParallelStrategy
 from optica.train.trainer import TrainerConfig
 from tests.integration.parallel.tasks import read_losses
@@ -50,6 +50,7 @@ def train(
     save_at: int | None = None,
     resume_from: str | None = None,
     lora: bool = False,
+    freeze_vision: bool = False,
     precision: str = "32-true",
 ) -> list[float]:
     """One run; returns ``reduced_train_loss`` per step (on rank 0)."""
@@ -69,6 +70,7 @@ def train(
     resume = ResumeConfig(resume_if_exists=False, resume_from_checkpoint=resume_from)
     model, data = build(kind, micro_batch_size)
     peft = LoRA(target_modules=["*.language_model.*.linear_qkv"]) if lora else None
+    peft = Freeze(vision_model=True) if freeze_vision else peft
     optim = OptimizerConfig(lr=3e-3)
     run_dir = finetune(model, data, trainer, log=log, optim=optim, resume=resume, peft=peft)
     return read_losses(run_dir)
