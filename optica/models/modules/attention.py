@@ -117,6 +117,7 @@ class SelfAttention(nn.Module):
         rope: tuple[torch.Tensor, torch.Tensor] | None = None,
         mask: torch.Tensor | None = None,
         kv_cache: KVCache | None = None,
+        queries: int | None = None,
     ) -> torch.Tensor:
         """Attends ``x`` [B, T, hidden] to itself (and to cached tokens) → [B, T, hidden].
 
@@ -125,11 +126,17 @@ class SelfAttention(nn.Module):
             rope: ``(cos, sin)`` [B, T, head_dim] for these tokens, or None (no rotary).
             mask: Boolean mask [B or 1, 1, T, S] from ``build_attention_mask``, or None.
             kv_cache: Receives this layer's new keys/values and supplies the earlier ones.
+            queries: Only the first this many tokens query (encoders only): keys and values still
+                come from every token, the output is [B, queries, hidden].
         """
         batch, seq_len, _ = x.shape
         q, k, v = self._project(x)
         if rope is not None:
             q, k = apply_rotary(q, *rope), apply_rotary(k, *rope)
+        if queries is not None:
+            if self.causal:
+                raise ValueError("queries= is for bidirectional (encoder) attention only")
+            q, seq_len = q[:, :queries], min(queries, seq_len)
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
         if kv_cache is not None:
             k, v = kv_cache.append(self.layer_idx, k, v)

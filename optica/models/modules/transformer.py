@@ -49,9 +49,14 @@ class TransformerLayer(nn.Module):
         rope: tuple[torch.Tensor, torch.Tensor] | None = None,
         mask: torch.Tensor | None = None,
         kv_cache: KVCache | None = None,
+        queries: int | None = None,
     ) -> torch.Tensor:
-        """Maps ``x`` [B, T, hidden] to [B, T, hidden]; arguments as in ``SelfAttention``."""
-        attn = self.self_attention(self.input_layernorm(x), rope=rope, mask=mask, kv_cache=kv_cache)
+        """Maps ``x`` [B, T, hidden] to [B, T, hidden] (``[B, queries, hidden]`` with ``queries``:
+        the first tokens' outputs alone); arguments as in ``SelfAttention``."""
+        extra = {} if queries is None else {"queries": queries}
+        normed = self.input_layernorm(x)
+        attn = self.self_attention(normed, rope=rope, mask=mask, kv_cache=kv_cache, **extra)
+        x = x if queries is None else x[:, :queries]
         x = x + self.hidden_dropout(attn)
         return x + self.hidden_dropout(self.mlp(self.pre_mlp_layernorm(x)))
 
@@ -79,6 +84,7 @@ class TransformerBlock(nn.Module):
         mask: torch.Tensor | None = None,
         kv_cache: KVCache | None = None,
         stop_at: int | None = None,
+        last_queries: int | None = None,
     ) -> torch.Tensor:
         """Runs every layer, then the final norm; shapes as in ``TransformerLayer``.
 
@@ -86,10 +92,15 @@ class TransformerBlock(nn.Module):
             stop_at: Run only the first ``stop_at`` layers and skip the final norm: the hidden state
                 a feature extractor takes from inside the stack (LLaVA's ``vision_feature_layer``),
                 without paying for the layers after it.
+            last_queries: Return only the first this many tokens' states, computing the last
+                layer's queries, projection and MLP for them alone (a classifier that reads its
+                class token needs nothing else). Encoders only.
         """
         layers = self.layers if stop_at is None else self.layers[:stop_at]
-        for layer in layers:
-            x = layer(x, rope=rope, mask=mask, kv_cache=kv_cache)
+        for index, layer in enumerate(layers):
+            last = index == len(layers) - 1 and last_queries is not None
+            extra = {"queries": last_queries} if last else {}
+            x = layer(x, rope=rope, mask=mask, kv_cache=kv_cache, **extra)
         if stop_at is not None or self.final_layernorm is None:
             return x
         return self.final_layernorm(x)

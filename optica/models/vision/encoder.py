@@ -184,17 +184,29 @@ class VisionTransformer(OpticaModel):
             "pre_mlp_layernorm": nn.LayerNorm(width, eps=eps),
         }
 
-    def forward(self, images: torch.Tensor, *, feature_layer: int | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        images: torch.Tensor,
+        *,
+        feature_layer: int | None = None,
+        first_tokens: int | None = None,
+    ) -> torch.Tensor:
         """Encodes ``images`` [B, C, img_h, img_w] → [B, seq_length, hidden_size].
 
         Args:
             images: Normalised pixels at the configured size.
             feature_layer: Return Hugging Face's ``hidden_states[feature_layer]`` instead of the
                 final output (no final norm), running only the layers it needs.
+            first_tokens: The caller reads only the first this many output tokens (a class
+                token): the last layer computes queries, projection and MLP for them alone and
+                ``[B, first_tokens, hidden]`` may be returned. Every token is returned when a hook
+                rewrites the layer stack's input or output (context parallelism splits the
+                sequence over ranks there).
         """
         x = self.embed(images)
         if feature_layer is None:
-            return self.decoder(x)
+            hooked = self.decoder._forward_pre_hooks or self.decoder._forward_hooks
+            return self.decoder(x, last_queries=None if hooked else first_tokens)
         return self.decoder(x, stop_at=feature_layer_depth(feature_layer, self.config.num_layers))
 
     def hidden_states(self, images: torch.Tensor) -> list[torch.Tensor]:

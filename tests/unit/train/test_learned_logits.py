@@ -65,3 +65,31 @@ def test_token_loss_shifts_labels_like_slicing_the_logits():
         logits[:, :-1].reshape(-1, 11), labels[:, 1:].reshape(-1), ignore_index=IGNORE_INDEX
     )
     assert torch.allclose(token_loss(logits, labels), sliced)
+
+
+def test_vit_last_layer_computes_only_the_class_token_with_the_same_result():
+    from optica.models import ViTClassificationModel, ViTConfigTiny
+
+    model = ViTClassificationModel(ViTConfigTiny(hidden_dropout=0.0)).init_weights(seed=0)
+    images = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(5))
+    labels = torch.tensor([1, 4, 7])
+    backbone = model.backbone
+    full = model.head(backbone.pool(backbone(images)))  # every token through every layer
+    assert backbone(images).shape[1] == backbone.config.seq_length
+    assert backbone(images, first_tokens=1).shape[1] == 1
+    torch.nn.functional.cross_entropy(full, labels).backward()
+    full_grads = _grads(model)
+    model.zero_grad(set_to_none=True)
+    short = model(images)
+    torch.nn.functional.cross_entropy(short, labels).backward()
+    _assert_same(short, full, _grads(model), full_grads)
+
+
+def test_a_hooked_layer_stack_gets_every_token():
+    from optica.models import ViTClassificationModel, ViTConfigTiny
+
+    model = ViTClassificationModel(ViTConfigTiny()).init_weights(seed=0)
+    seen = []
+    model.backbone.decoder.register_forward_hook(lambda m, a, out: seen.append(out.shape[1]))
+    model.eval()(torch.zeros(1, 3, 32, 32))
+    assert seen == [model.config.seq_length]

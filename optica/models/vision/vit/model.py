@@ -61,8 +61,10 @@ class ViTClassificationModel(OpticaModel):
             self.head = nn.Linear(config.hidden_size, config.num_classes)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Classifies ``images`` from the final-normed class token."""
-        return self.head(self.backbone.pool(self.backbone(images)))
+        """Classifies ``images`` from the final-normed class token (only its state is computed
+        in the last layer: nothing else reaches the head)."""
+        first = 1 if self.backbone.class_token is not None else None
+        return self.head(self.backbone.pool(self.backbone(images, first_tokens=first)))
 
     def _init_parameters(self, generator: torch.Generator) -> None:
         std = self.config.init_method_std
