@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from optica.data.errors import DataConfigError
+from optica.run.errors import did_you_mean
 
 COLOURS: dict[str, tuple[int, int, int]] = {
     "red": (220, 30, 30),
@@ -79,6 +80,14 @@ class ShapesConfig:
         unknown = set(self.shapes) - set(SHAPES) | set(self.colours) - set(COLOURS)
         if unknown:
             raise DataConfigError(f"shapes: unknown shapes or colours {sorted(unknown)}")
+        for kind in self.question_kinds:
+            if kind not in QUESTION_KINDS:
+                hint = did_you_mean(kind, QUESTION_KINDS)
+                raise DataConfigError(
+                    f"shapes.question_kinds: unknown kind {kind!r}{hint}; one of {QUESTION_KINDS}"
+                )
+        if not self.question_kinds:
+            raise DataConfigError(f"shapes.question_kinds is empty; choose from {QUESTION_KINDS}")
 
 
 def rng_for(config: ShapesConfig, split: str, index: int) -> np.random.Generator:
@@ -190,12 +199,30 @@ class ShapesSample:
         return {"id": f"shapes-{self.index}", "image": "shapes.png", "conversations": turns}
 
 
+SCENE_ATTEMPTS = 100  # redraws of a scene that allows no question before giving up
+
+
 def shapes_sample(config: ShapesConfig, split: str, index: int) -> ShapesSample:
-    """Sample ``index`` of ``split``: the same on every call, machine and process."""
+    """Sample ``index`` of ``split``: the same on every call, machine and process.
+
+    A scene no question fits (restricted ``question_kinds``: two red squares allow neither a
+    colour nor a shape question) is redrawn from the same random stream, so every sample has a
+    conversation and stays a pure function of ``(seed, split, index)``; with ``count`` questions
+    allowed every scene fits at once, so those samples are unchanged.
+
+    Raises:
+        DataConfigError: No scene the config can draw allows a question.
+    """
     rng = rng_for(config, split, index)
-    objects = make_scene(config, rng)
-    return ShapesSample(
-        index, tuple(objects), tuple(ask(objects, config, rng)), render(objects, config.image_size)
+    for _ in range(SCENE_ATTEMPTS):
+        objects = make_scene(config, rng)
+        qa = ask(objects, config, rng)
+        if qa:
+            image = render(objects, config.image_size)
+            return ShapesSample(index, tuple(objects), tuple(qa), image)
+    raise DataConfigError(
+        f"shapes: {SCENE_ATTEMPTS} scenes of sample {index} ({split}) allow no "
+        f"{'/'.join(config.question_kinds)} question; widen shapes/colours or add 'count'"
     )
 
 

@@ -1,6 +1,7 @@
 """Synthetic shapes (determinism, answers checked against the pixels) and mock data."""
 
 import csv
+import hashlib
 import math
 from collections import Counter
 
@@ -107,6 +108,44 @@ def test_bad_shapes_config():
         ShapesConfig(max_objects=9)
     with pytest.raises(DataConfigError, match="unknown shapes or colours"):
         ShapesConfig(colours=("mauve",))
+    with pytest.raises(DataConfigError, match="unknown kind 'color'; did you mean 'colour'"):
+        ShapesConfig(question_kinds=("color",))
+
+
+def test_restricted_question_kinds_still_ask_a_question_in_every_sample():
+    """Two same-coloured squares allow neither a colour nor a shape question: such a scene is
+    redrawn (it used to become a sample with no conversation, which failed to load)."""
+    config = ShapesConfig(question_kinds=("colour", "shape"))
+    dm = ShapesDataModule(shapes=config, num_train_samples=200, num_val_samples=0)
+    dataset = dm.build_dataset("train")
+    kinds = Counter()
+    for index in range(200):
+        sample = shapes_sample(config, "train", index)
+        assert sample.qa and {qa.kind for qa in sample.qa} <= {"colour", "shape"}, index
+        kinds[len(sample.objects)] += 1
+        ids = dataset[index].input_ids
+        assert sample.qa[0].question in dm.tokenizer.decode(ids[ids >= 0])  # it loads
+    assert kinds[2] > 20  # two-object scenes (the ambiguous kind) are among them
+
+
+def test_a_config_that_allows_no_question_is_one_line():
+    """Two small red squares every time: never a colour or a shape question."""
+    config = ShapesConfig(shapes=("square",), colours=("red",), min_objects=2,
+                          size_range=(0.1, 0.12), question_kinds=("colour", "shape"))  # fmt: skip
+    with pytest.raises(DataConfigError, match="allow no colour/shape question"):
+        shapes_sample(config, "train", 0)
+
+
+def test_count_questions_leave_samples_as_they_were():
+    """With ``count`` allowed every scene has a question, so nothing is redrawn: the first 100
+    train samples hash as they did before the fix (digest recorded with the previous
+    ``optica/data/shapes.py``, commit 62f41c5)."""
+    digest = hashlib.sha256()
+    for index in range(100):
+        sample = shapes_sample(ShapesConfig(), "train", index)
+        qa = [(q.question, q.answer) for q in sample.qa]
+        digest.update(repr((sample.objects, qa)).encode())
+    assert digest.hexdigest()[:16] == "a2f0a618d1f03863"
 
 
 def test_mock_data_has_the_requested_shapes():
