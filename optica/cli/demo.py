@@ -93,6 +93,7 @@ def save_checkpoint(model, data, path: Path) -> Path:
     """An optica checkpoint that ``optica.load`` / ``optica generate`` use as is: weights, the
     shapes tokenizer, the image processor's settings and the prompt format of training."""
     from optica.checkpoint import save
+    from optica.eval.generation_eval import write_shapes_config
     from optica.generate.loading import write_prompt_format
 
     with tempfile.TemporaryDirectory() as assets:
@@ -100,6 +101,7 @@ def save_checkpoint(model, data, path: Path) -> Path:
         (Path(assets) / "preprocessor_config.json").write_text(processor_json(data.image_processor))
         saved = save(model, path, carry_from=assets, overwrite=True)
     write_prompt_format(saved, "v1", system_prompt="")
+    write_shapes_config(saved, data.shapes)  # optica eval --data shapes asks about such images
     return saved
 
 

@@ -34,7 +34,7 @@ def eval_command(args: argparse.Namespace) -> int:
     from optica.cli.generate import load_generator
     from optica.eval.generation_eval import evaluate
 
-    questions = _questions(args.data, args.image_folder)[: args.limit]
+    questions = _questions(args.data, args.image_folder, args.ckpt)[: args.limit]
     report = evaluate(
         load_generator(args),
         questions,
@@ -48,13 +48,13 @@ def eval_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _questions(data: str, image_folder: str | None):
-    from optica.eval.generation_eval import load_eval_file, shapes_questions
+def _questions(data: str, image_folder: str | None, checkpoint: str | None):
+    from optica.eval.generation_eval import load_eval_file, shapes_config_of, shapes_questions
     from optica.generate.errors import GenerationError
 
     if data == "shapes" or data.startswith("shapes:"):
         count = data.partition(":")[2] or "100"
         if not count.isdigit():
             raise GenerationError(f"--data {data}: write shapes:N with N a number of images")
-        return shapes_questions(int(count))
+        return shapes_questions(int(count), config=shapes_config_of(checkpoint))
     return load_eval_file(data, image_folder)

@@ -11,6 +11,7 @@ kind as well.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections import defaultdict
@@ -130,11 +131,34 @@ def load_eval_file(path: str | Path, image_folder: str | Path | None = None) -> 
     return questions_from_records(records, Path(image_folder) if image_folder else file.parent)
 
 
-def shapes_questions(count: int, split: str = "val") -> list[Question]:
-    """The shapes questions of ``count`` held-out images, with their kinds."""
+SHAPES_FILE = "optica_shapes.json"  # in a checkpoint trained on shapes: what it saw
+
+
+def write_shapes_config(checkpoint: Path, config: Any) -> Path:
+    """Records the shapes generator's settings a checkpoint was trained with (the demo does), so
+    ``optica eval --data shapes`` asks questions about the same kind of images."""
+    path = Path(checkpoint) / SHAPES_FILE
+    path.write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
+    return path
+
+
+def shapes_config_of(checkpoint: str | Path | None) -> Any:
+    """The shapes settings recorded in ``checkpoint``, else the generator's defaults."""
+    from optica.data.shapes import ShapesConfig
+
+    path = Path(checkpoint) / SHAPES_FILE if checkpoint else None
+    if path is None or not path.is_file():
+        return ShapesConfig()
+    fields = json.loads(path.read_text())
+    return ShapesConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
+
+
+def shapes_questions(count: int, split: str = "val", config: Any = None) -> list[Question]:
+    """The shapes questions of ``count`` held-out images, with their kinds (``config``: the
+    generator's settings, :func:`shapes_config_of` a checkpoint; default: its defaults)."""
     from optica.data.shapes import ShapesConfig, shapes_sample
 
-    config = ShapesConfig()
+    config = config or ShapesConfig()
     found = []
     for index in range(count):
         sample = shapes_sample(config, split, index)
