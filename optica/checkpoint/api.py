@@ -33,20 +33,29 @@ from optica.run.home import optica_home
 StrPath = str | os.PathLike[str]
 
 
-def load(path: StrPath, device: torch.device | str = "cpu") -> nn.Module:
+def load(
+    path: StrPath, device: torch.device | str = "cpu", *, adapters: StrPath | None = None
+) -> nn.Module:
     """Loads the optica checkpoint at ``path``: the model, its weights on ``device``, eval mode.
 
     Args:
         path: A checkpoint directory, or the name it was imported under (``org/name`` or
             ``hf://org/name``, looked up in ``$OPTICA_HOME/models``).
         device: Where the weights are read to (straight from the files, no CPU detour).
+        adapters: An adapters folder of a LoRA run trained from this base
+            (``checkpoints/<name>.adapters``): applied on top of the base weights.
     """
     root = resolve_checkpoint(path)
     manifest = Manifest.read(root)
     config = read_config(root)
     model = get_family(manifest.family).build(config)
     expected = {key: tensor.shape for key, tensor in model.state_dict().items()}
-    return model.load_weights(read_weights(root, expected, device=device)).eval()
+    model.load_weights(read_weights(root, expected, device=device))
+    if adapters is not None:
+        from optica.train.adapters import load_adapters  # NOTE: Lightning only when asked
+
+        load_adapters(model, adapters)
+    return model.eval()
 
 
 def load_weights_into(model: nn.Module, path: StrPath, device: torch.device | str = "cpu") -> None:

@@ -28,6 +28,7 @@ def export_ckpt(
     target: str = "hf",
     output_path: str | os.PathLike[str] | None = None,
     overwrite: bool = False,
+    merge_lora: bool = False,
 ) -> Path:
     """Converts the optica checkpoint at ``path`` to another format.
 
@@ -39,6 +40,8 @@ def export_ckpt(
         target: ``"hf"``: Hugging Face (config.json, safetensors, tokenizer / processor files).
         output_path: Default ``<path>/<target>``.
         overwrite: Replace an existing output directory.
+        merge_lora: A LoRA run's checkpoint: fold the adapters into the base weights (a
+            checkpoint with adapters exports only so).
 
     Returns:
         The output directory.
@@ -48,7 +51,8 @@ def export_ckpt(
         raise CheckpointError(f"unknown export target {target!r}{hint}; supported: hf")
     training = _training_checkpoint(path)
     if training is not None:
-        return _export_training(training, Path(path).expanduser() / target, output_path, overwrite)
+        default = Path(path).expanduser() / target
+        return _export_training(training, default, output_path, overwrite, merge_lora)
     root = resolve_checkpoint(path)
     dest = Path(output_path).expanduser() if output_path is not None else root / target
     if not overwrite and not is_vacant(dest):
@@ -87,7 +91,11 @@ def _training_checkpoint(path: str | os.PathLike[str]) -> Path | None:
 
 
 def _export_training(
-    checkpoint: Path, default: Path, output_path: str | os.PathLike[str] | None, overwrite: bool
+    checkpoint: Path,
+    default: Path,
+    output_path: str | os.PathLike[str] | None,
+    overwrite: bool,
+    merge_lora: bool,
 ) -> Path:
     from optica.train.parallel.export import export_training_to_hf
 
@@ -96,7 +104,7 @@ def _export_training(
         raise CheckpointExistsError(
             f"{dest} already exists; pass overwrite=True (optica export --overwrite) to replace it"
         )
-    return export_training_to_hf(checkpoint, dest, overwrite=overwrite)
+    return export_training_to_hf(checkpoint, dest, overwrite=overwrite, merge_lora=merge_lora)
 
 
 def _with_dtype(base: dict | None, dtype: str) -> dict | None:

@@ -49,6 +49,11 @@ def _add_export(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--target", default="hf", help="output format (default: hf)")
     parser.add_argument("--output", metavar="PATH", help="default: PATH/<target>")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    parser.add_argument(
+        "--merge-lora",
+        action="store_true",
+        help="a LoRA run: fold the adapters into the base weights and export the merged model",
+    )
     parser.set_defaults(func=export_command)
 
 
@@ -70,7 +75,11 @@ def export_command(args: argparse.Namespace) -> int:
 
     with _warnings_as_lines():
         path = export_ckpt(
-            args.path, target=args.target, output_path=args.output, overwrite=args.overwrite
+            args.path,
+            target=args.target,
+            output_path=args.output,
+            overwrite=args.overwrite,
+            merge_lora=args.merge_lora,
         )
     print(path)
     return 0

@@ -14,6 +14,7 @@ from lightning.pytorch import loggers as pl_loggers
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from optica.train.adapters import ModelCheckpointWithAdapters
 from optica.train.exp_manager import EMAConfig, ExpManager
 from optica.train.throughput import ThroughputMonitor
 
@@ -99,12 +100,13 @@ def build_loggers(exp: ExpManager, run_dir: Path) -> list[Any]:
 
 
 def build_callbacks(exp: ExpManager, run_dir: Path) -> list[Any]:
-    """Checkpointing (filename template with ``{name}``), EMA and throughput as configured."""
+    """Checkpointing (filename template with ``{name}``; a PEFT run's adapters folder beside
+    each checkpoint), EMA and throughput as configured."""
     found: list[Any] = []
     if exp.ckpt is not None:
         ckpt = exp.ckpt
         found.append(
-            pl_callbacks.ModelCheckpoint(
+            ModelCheckpointWithAdapters(
                 dirpath=run_dir / "checkpoints",
                 filename=ckpt.filename.replace("{name}", exp.name),
                 monitor=ckpt.monitor,

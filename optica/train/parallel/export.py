@@ -58,15 +58,24 @@ def training_checkpoint(path: str | os.PathLike[str]) -> Path | None:
 
 
 def export_training_to_hf(
-    path: str | os.PathLike[str], output_path: str | os.PathLike[str], *, overwrite: bool = False
+    path: str | os.PathLike[str],
+    output_path: str | os.PathLike[str],
+    *,
+    overwrite: bool = False,
+    merge_lora: bool = False,
 ) -> Path:
     """Writes the model of a training checkpoint (:func:`training_checkpoint`'s answer) as a
-    Hugging Face checkpoint at ``output_path``; returns ``output_path``."""
+    Hugging Face checkpoint at ``output_path``; returns ``output_path``. ``merge_lora``: fold
+    the LoRA adapters of a LoRA run into the base weights (settings from the run's
+    ``config.yaml``) — a checkpoint with adapters exports only so."""
     root = Path(path).expanduser()
     if root.is_dir():
-        return export_distributed_to_hf(root, output_path, overwrite=overwrite)
+        return export_distributed_to_hf(
+            root, output_path, overwrite=overwrite, merge_lora=merge_lora
+        )
     config, state = _lightning_file_model(root)
-    return _write_hf(root, config, state, Path(output_path).expanduser(), overwrite)
+    peft = _run_peft(root, state, merge_lora)
+    return _write_hf(root, config, state, Path(output_path).expanduser(), overwrite, peft)
 
 
 def _lightning_file_model(ckpt: Path) -> tuple[Any, dict[str, torch.Tensor]]:
@@ -92,14 +101,18 @@ def _lightning_file_model(ckpt: Path) -> tuple[Any, dict[str, torch.Tensor]]:
 
 
 def export_distributed_to_hf(
-    path: str | os.PathLike[str], output_path: str | os.PathLike[str], *, overwrite: bool = False
+    path: str | os.PathLike[str],
+    output_path: str | os.PathLike[str],
+    *,
+    overwrite: bool = False,
+    merge_lora: bool = False,
 ) -> Path:
     """Writes the model of training checkpoint directory ``path`` (any layout) as a Hugging Face
     checkpoint at ``output_path``, atomically; returns ``output_path``.
 
     Raises:
         ConfigError: ``path`` is not a distributed checkpoint with a model config, or it holds
-            LoRA adapters (merge them first: ``optica.train.peft.merge_lora``).
+            LoRA adapters and ``merge_lora`` is false (or its run has no LoRA config).
     """
     from optica.checkpoint.layout import read_config
 
@@ -110,23 +123,58 @@ def export_distributed_to_hf(
             f"({META_FILE} and {MODEL_CONFIG_FILE}); optica checkpoints export with optica export"
         )
     state = consolidated_model_state(root)
-    return _write_hf(root, read_config(root), state, Path(output_path).expanduser(), overwrite)
+    peft = _run_peft(root, state, merge_lora)
+    dest = Path(output_path).expanduser()
+    return _write_hf(root, read_config(root), state, dest, overwrite, peft)
+
+
+def _run_peft(ckpt: Path, state: dict[str, torch.Tensor], merge_lora: bool) -> Any:
+    """The LoRA config to merge ``state``'s adapters with: the ``peft`` of the run's
+    ``config.yaml`` (``<run>/checkpoints/<ckpt>``); None when there is nothing to merge.
+
+    Raises:
+        ConfigError: Adapters without ``merge_lora``, or a run config without LoRA settings.
+    """
+    adapters = sorted(key for key in state if ".lora_" in key)
+    if not adapters:
+        return None
+    if not merge_lora:
+        raise ConfigError(
+            f"{ckpt} holds LoRA adapters ({adapters[0]}, ...): export with --merge-lora "
+            "(export_ckpt(..., merge_lora=True)) to fold them into the base weights"
+        )
+    from optica import run
+
+    file = ckpt.parent.parent / RUN_CONFIG
+    task = run.load_file(file) if file.is_file() else None
+    peft = getattr(task, "peft", None)
+    if peft is None:
+        raise ConfigError(
+            f"{ckpt} holds LoRA adapters but {file} has no peft settings to merge them with"
+        )
+    return run.build(peft) if hasattr(peft, "__fn_or_cls__") else peft
 
 
 def _write_hf(
-    source: Path, config: Any, state: dict[str, torch.Tensor], dest: Path, overwrite: bool
+    source: Path,
+    config: Any,
+    state: dict[str, torch.Tensor],
+    dest: Path,
+    overwrite: bool,
+    peft: Any = None,
 ) -> Path:
-    """The model of ``config`` with ``state`` written as Hugging Face files at ``dest``."""
+    """The model of ``config`` with ``state`` written as Hugging Face files at ``dest``; with
+    ``peft`` (a LoRA run), its adapters merged into the base weights first."""
     from optica.checkpoint.atomic import atomic_directory
     from optica.models import family_for_config, save_hf
+    from optica.train.peft import merge_lora
 
-    adapters = sorted(key for key in state if ".lora_" in key)
-    if adapters:
-        raise ConfigError(
-            f"{source} holds LoRA adapters ({adapters[0]}, ...): merge them into the base weights "
-            "before exporting (optica.train.peft.merge_lora)"
-        )
-    model = family_for_config(config).build(config).load_weights(state)
+    model = family_for_config(config).build(config)
+    if peft is not None:
+        peft.apply(model)
+    model.load_weights(state)
+    if peft is not None:
+        merge_lora(model)
     with atomic_directory(dest, overwrite=overwrite) as tmp:
         save_hf(model, tmp)
     return dest
