@@ -36,6 +36,12 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--system-prompt", default=None, help="replace the default system prompt")
     parser.add_argument("--merge-lora", action="store_true", help="merge LoRA adapters first")
+    parser.add_argument(
+        "--adapters",
+        metavar="DIR",
+        default=None,
+        help="adapters folder of a LoRA run (checkpoints/<name>.adapters) to apply to --ckpt",
+    )
     parser.add_argument("--device", default="cpu")
 
 
@@ -52,6 +58,8 @@ def add_sampling_arguments(parser: argparse.ArgumentParser, *, max_new_tokens: i
 def load_generator(args: argparse.Namespace):
     from optica.generate import Generator
 
+    if getattr(args, "adapters", None) is not None:
+        return _with_adapters(args)
     return Generator.from_source(
         args.ckpt,
         template=args.template,
@@ -82,3 +90,26 @@ def generate_command(args: argparse.Namespace) -> int:
         print(answer.replace("\n", " "))
     sys.stdout.flush()
     return 0
+
+
+def _with_adapters(args: argparse.Namespace):
+    """A generator for the base at ``--ckpt`` with a LoRA run's ``--adapters`` folder applied
+    (merged with ``--merge-lora``); the base's tokenizer, template and image processor."""
+    from optica.generate import Generator
+    from optica.generate.loading import load_source
+    from optica.train.adapters import load_adapters
+    from optica.train.peft import merge_lora
+
+    loaded = load_source(args.ckpt, device=args.device)
+    load_adapters(loaded.model, args.adapters)
+    if args.merge_lora:
+        merge_lora(loaded.model)
+    return Generator(
+        loaded.model.eval(),
+        loaded.tokenizer,
+        template=args.template if args.template is not None else loaded.template,
+        system_prompt=args.system_prompt
+        if args.system_prompt is not None
+        else loaded.system_prompt,
+        image_processor=loaded.image_processor,
+    )

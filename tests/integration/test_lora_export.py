@@ -16,8 +16,10 @@ import optica
 from optica import run
 from optica.checkpoint import save
 from optica.cli.main import main
+from optica.data.shapes import ShapesConfig, shapes_sample
 from optica.data.synthetic import ShapesDataModule
-from optica.generate.loading import load_source
+from optica.generate import Generator
+from optica.generate.loading import load_source, write_prompt_format
 from optica.models import IMAGE_TOKEN_INDEX, LlamaConfigTiny, LlavaConfigTiny, LlavaModel, load_hf
 from optica.run.context import running
 from optica.train.adapters import ADAPTER_CONFIG, ADAPTER_WEIGHTS
@@ -58,10 +60,17 @@ def lora_task(exp_dir: str, base: str, vocab_size: int) -> run.Partial:
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """(base checkpoint dir, run dir) of a 3-step LoRA run from that base."""
+    """(base checkpoint dir, run dir) of a 3-step LoRA run from that base; the base carries the
+    shapes tokenizer, prompt format and image settings, as an imported checkpoint would."""
     root = tmp_path_factory.mktemp("lora")
-    vocab = len(ShapesDataModule(num_train_samples=1, num_val_samples=0).tokenizer)
+    tokenizer = ShapesDataModule(num_train_samples=1, num_val_samples=0).tokenizer
+    vocab = len(tokenizer)
     base = save(LlavaModel(run.build(model_config(vocab))).init_weights(0), root / "base")
+    tokenizer.save_pretrained(base)
+    write_prompt_format(base, "v1", "")
+    processor = {"size": {"height": 32, "width": 32}, "image_mean": [0.5] * 3,
+                 "image_std": [0.5] * 3}  # fmt: skip
+    (base / "preprocessor_config.json").write_text(json.dumps(processor))
     task = lora_task(str(root / "exp"), str(base), vocab)
     with running(task):
         return base, run.build(task)()
@@ -106,6 +115,20 @@ def test_adapters_on_the_base_give_the_runs_model(trained):
     assert any(isinstance(m, LoRALinear) for m in on_base.modules())
     torch.testing.assert_close(logits(on_base), logits(from_run), atol=0, rtol=0)
     assert not torch.equal(logits(optica.load(base)), logits(from_run))  # adapters matter
+
+
+def test_optica_generate_applies_an_adapters_folder_to_the_base(trained, tmp_path, capsys):
+    base, run_dir = trained
+    image = tmp_path / "shape.png"
+    shapes_sample(ShapesConfig(), "val", 2).image.save(image)
+    question = "What colour is the square?"
+    expected = Generator.from_source(run_dir).generate(question, image, max_new_tokens=4)[0]
+    for merge in ([], ["--merge-lora"]):
+        argv = ["generate", "--ckpt", str(base), "--image", str(image), "--prompt", question,
+                "--adapters", str(run_dir / "checkpoints" / "last.adapters"),
+                "--max-new-tokens", "4", *merge]  # fmt: skip
+        assert main(argv) == 0
+        assert capsys.readouterr().out.strip() == expected
 
 
 def test_export_refuses_adapters_without_merge_lora(trained, capsys):
