@@ -19,6 +19,7 @@ from optica import run
 from optica.data.synthetic import MockDataModule
 from optica.models import LlavaModel
 from optica.recipes import common
+from optica.run.cli import factory
 from optica.train.api import finetune as finetune_fn
 from optica.train.api import pretrain as pretrain_fn
 
@@ -111,3 +112,53 @@ def pretrain(
         resume=common.resume(),
         freeze=common.projector_only(),
     )
+
+
+def make_recipes(recipe_name: str, model_config: type, hf_id: str, label: str) -> tuple:
+    """``(finetune_recipe, pretrain_recipe)`` for one size (``label`` e.g. "LLaVA-1.5 7B"),
+    registered as ``recipe_name`` for ``optica finetune`` and ``optica pretrain``."""
+
+    def finetune_recipe(
+        name: str = f"{recipe_name}_finetune",
+        dir: str | None = None,
+        num_nodes: int = 1,
+        num_gpus_per_node: int = 8,
+        peft_scheme: str = "lora",
+    ) -> run.Partial:
+        return finetune(
+            model_config,
+            hf_id,
+            name=name,
+            dir=dir,
+            num_nodes=num_nodes,
+            num_gpus_per_node=num_gpus_per_node,
+            peft_scheme=peft_scheme,
+        )
+
+    def pretrain_recipe(
+        name: str = f"{recipe_name}_pretrain",
+        dir: str | None = None,
+        num_nodes: int = 1,
+        num_gpus_per_node: int = 8,
+        language_model_from_pretrained: str | None = None,
+        vision_model_from_pretrained: str | None = None,
+    ) -> run.Partial:
+        return pretrain(
+            model_config,
+            name=name,
+            dir=dir,
+            num_nodes=num_nodes,
+            num_gpus_per_node=num_gpus_per_node,
+            language_model_from_pretrained=language_model_from_pretrained,
+            vision_model_from_pretrained=vision_model_from_pretrained,
+        )
+
+    finetune_recipe.__doc__ = (
+        f"{label} visual instruction tuning (LoRA r=128 or full), from the llava-hf weights."
+    )
+    pretrain_recipe.__doc__ = (
+        f"{label} projector pre-training (towers frozen, plain template, lr 1e-3)."
+    )
+    factory(target=finetune_fn, name=recipe_name)(finetune_recipe)
+    factory(target=pretrain_fn, name=recipe_name)(pretrain_recipe)
+    return finetune_recipe, pretrain_recipe
