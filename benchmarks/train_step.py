@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -194,6 +195,7 @@ def serve(args: argparse.Namespace) -> None:
     """A worker: loads its side, then runs one step per ``step`` line on stdin and answers with
     a result line; ``stop`` answers with its memory readings."""
     torch.manual_seed(0)
+    torch.set_num_threads(args.threads)
     workdir = Path(args.dir)
     import_side(args.side)
     libraries = rss_mib()
@@ -238,14 +240,18 @@ def _answer(payload: dict) -> None:
 class Worker:
     """The parent's handle on one side's subprocess."""
 
-    def __init__(self, side: str, model: str, workdir: Path, precision: str, compile_: bool):
+    def __init__(
+        self, side: str, model: str, workdir: Path, precision: str, compile_: bool, threads: int
+    ):
         command = [sys.executable, "-m", "benchmarks.train_step", "worker", "--side", side]
         command += ["--model", model, "--dir", str(workdir), "--precision", precision]
+        command += ["--threads", str(threads)]
         command += ["--compile"] if compile_ and side == "optica" else []
         self.side = side
         root = Path(__file__).resolve().parent.parent
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
         self.process = subprocess.Popen(
-            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=root
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=root, env=env
         )
         self._read()  # ready
 
@@ -274,10 +280,17 @@ class Worker:
 
 
 def compare(
-    model: str, workdir: Path, precision: str, *, steps: int, warmup: int, compile_: bool
+    model: str,
+    workdir: Path,
+    precision: str,
+    *,
+    steps: int,
+    warmup: int,
+    compile_: bool,
+    threads: int = 1,
 ) -> dict[str, Any]:
     """Runs both sides interleaved; returns times, losses and memory per side."""
-    workers = [Worker(side, model, workdir, precision, compile_) for side in SIDES]
+    workers = [Worker(side, model, workdir, precision, compile_, threads) for side in SIDES]
     times: dict[str, list[float]] = {side: [] for side in SIDES}
     first_loss: dict[str, float] = {}
     try:
@@ -330,8 +343,13 @@ def run(
     steps: int = 5,
     warmup: int = 2,
     compile_: bool = False,
+    threads: int = 1,
 ) -> dict[str, Any]:
-    """Every (model, precision) comparison; ``{"rows": [summary, ...], "shapes": {...}}``."""
+    """Every (model, precision) comparison; ``{"rows": [summary, ...], "shapes": {...}}``.
+
+    ``threads`` per side: 1 by default, because on a shared machine OpenMP threads spin while
+    their partner waits for a core, and the same step then takes 1x to 10x its time.
+    """
     size = "tiny" if tiny else "full"
     rows = []
     for model in models:
@@ -341,10 +359,11 @@ def run(
                 print(f"train_step: {model} {precision} ...", file=sys.stderr, flush=True)
                 rows.append(
                     compare(model, Path(tmp), precision, steps=steps, warmup=warmup,
-                            compile_=compile_)
+                            compile_=compile_, threads=threads)
                 )  # fmt: skip
     shapes = {m: SHAPES[m][size] for m in models}
-    return {"rows": rows, "shapes": shapes, "size": size, "steps": steps, "warmup": warmup}
+    return {"rows": rows, "shapes": shapes, "size": size, "steps": steps, "warmup": warmup,
+            "threads": threads}  # fmt: skip
 
 
 def report(result: dict[str, Any]) -> str:
@@ -396,7 +415,8 @@ def _row(r: dict[str, Any]) -> list[Any]:
 def describe_shapes(result: dict[str, Any]) -> str:
     """The shapes and step counts behind the table, for RESULTS.md."""
     lines = [f"Shapes ({result['size']}), steps: {result['steps']} timed after "
-             f"{result['warmup']} warm-up, interleaved:"]  # fmt: skip
+             f"{result['warmup']} warm-up, interleaved, {result.get('threads', 1)} torch "
+             "thread(s) per side:"]  # fmt: skip
     for model, shape in result["shapes"].items():
         lines.append(f"- {model}: " + json.dumps(shape, sort_keys=True))
     return "\n".join(lines)
@@ -411,6 +431,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=5, help="timed steps per side")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first")
     parser.add_argument("--compile", action="store_true", help="torch.compile optica's layers")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per side")
     # worker-only
     parser.add_argument("--side", choices=SIDES)
     parser.add_argument("--model", choices=MODELS)
@@ -425,7 +446,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
         serve(args)
         return None
     result = run(tuple(args.models), tuple(args.precisions), tiny=args.tiny, steps=args.steps,
-                 warmup=args.warmup, compile_=args.compile)  # fmt: skip
+                 warmup=args.warmup, compile_=args.compile, threads=args.threads)  # fmt: skip
     print(report(result))
     return result
 
