@@ -32,7 +32,11 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         help="optica checkpoint (dir or imported name), training run dir, or a .ckpt in one",
     )
     parser.add_argument(
-        "--template", default=None, help="conversation template (v1, llama_3, ...; raw: none)"
+        "--template",
+        "--conv-template",
+        dest="template",
+        default=None,
+        help="conversation template (v1, llama_3, ...; raw: none); default: the checkpoint's",
     )
     parser.add_argument("--system-prompt", default=None, help="replace the default system prompt")
     parser.add_argument("--merge-lora", action="store_true", help="merge LoRA adapters first")

@@ -13,11 +13,12 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch import nn
 
+from optica.data.config import DEFAULT_IMAGE_TOKEN, ImageToken
 from optica.data.conversation import Message
 from optica.data.templates import ConversationTemplate, get_template
 from optica.generate.engine import CausalModel, Decoding, left_pad
 from optica.generate.errors import GenerationError
-from optica.generate.loading import load_source
+from optica.generate.loading import MissingTemplate, load_source
 from optica.generate.prompts import RAW, PromptEncoder
 from optica.generate.sampling import SamplingConfig
 from optica.generate.text import TextStream, split_stops
@@ -41,9 +42,12 @@ def open_image(image: ImageLike) -> Image.Image:
 
 def resolve_template(template: Any, tokenizer, *, reads_images: bool):
     """A template object, ``"raw"`` (none), a built-in name, or ``None``: the tokenizer's own
-    chat template if it has one, else ``v1`` (LLaVA-1.5) for a VLM and raw text otherwise."""
+    chat template if it has one, else ``v1`` (LLaVA-1.5) for a VLM and raw text otherwise (a
+    model given as an object; a checkpoint without any template is ``MissingTemplate``)."""
     if template == RAW:
         return None
+    if isinstance(template, MissingTemplate):
+        raise template.error()
     if isinstance(template, str):
         return get_template(template)
     if template is not None:
@@ -80,7 +84,9 @@ class Generator:
         self.model = CausalModel(model.eval())
         self.tokenizer, self.image_processor = tokenizer, image_processor
         resolved = resolve_template(template, tokenizer, reads_images=self.model.reads_images)
-        self.prompts = PromptEncoder(tokenizer, resolved, system_prompt=system_prompt)
+        self.prompts = PromptEncoder(
+            tokenizer, resolved, system_prompt=system_prompt, image_token=_image_token(resolved)
+        )
         self.pad_id = _pad_id(tokenizer)
 
     @classmethod
@@ -209,6 +215,12 @@ class Generator:
             return rows, None
         dtype = next(self.model.module.parameters()).dtype
         return rows, torch.stack(pixels).to(self.model.device, dtype)
+
+
+def _image_token(template: Any) -> ImageToken:
+    """The image tag the template writes (a processor's own ``image_token``), else ``<image>``."""
+    tag = getattr(template, "image_tag", None)
+    return ImageToken(tag, DEFAULT_IMAGE_TOKEN.token_id) if tag else DEFAULT_IMAGE_TOKEN
 
 
 def _as_list(images: Any) -> list:

@@ -21,10 +21,13 @@ import torch
 from torch import nn
 
 from optica.generate.errors import GenerationError
-from optica.generate.sampling import SamplingConfig, TokenChooser, seen_tokens
+from optica.generate.sampling import (
+    IMAGE_PLACEHOLDER,
+    SamplingConfig,
+    TokenChooser,
+    seen_tokens,
+)
 from optica.models.modules.kv_cache import StaticKVCache
-
-IMAGE_PLACEHOLDER = -200  # LLaVA's IMAGE_TOKEN_INDEX in input_ids
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,8 @@ class CausalModel:
         self.reads_images = "images" in inspect.signature(model.forward).parameters
         config = model.config
         self.tokens_per_image = getattr(config, "num_image_tokens", 1) if self.reads_images else 1
+        # the vocabulary's <image> id (llava-hf checkpoints), penalised like transformers does
+        self.image_token_id = getattr(config, "image_token_id", None) if self.reads_images else None
         language = getattr(config, "language_transformer_config", config)
         self.context_length = int(getattr(language, "seq_length", 0)) or None
 
@@ -168,7 +173,8 @@ class Decoding:
     def _seen(self, vocab_size: int) -> torch.Tensor:
         if self.sampling.repetition_penalty == 1.0:
             return torch.zeros(0, dtype=torch.bool)
-        return seen_tokens(self.layout.input_ids, self.layout.mask, vocab_size)
+        layout = self.layout
+        return seen_tokens(layout.input_ids, layout.mask, vocab_size, self.model.image_token_id)
 
     def _prefill(self, layout: Layout, kv_cache: StaticKVCache | None) -> torch.Tensor:
         """Logits [B, V] at each row's last real position."""

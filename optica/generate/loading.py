@@ -2,10 +2,12 @@
 
 Three sources, each giving the model, its tokenizer, its prompt template and its image processor:
 
-* an optica checkpoint (``optica import`` / ``optica.checkpoint.save``): tokenizer and
-  ``preprocessor_config.json`` from its files; the template from ``optica_prompt.json`` (written
-  by :func:`write_prompt_format`), else the tokenizer's ``chat_template``, else LLaVA-1.5's
-  ``v1`` for a VLM and raw text for a language model;
+* an optica checkpoint (``optica import`` / ``optica.checkpoint.save``): tokenizer and image
+  settings (``preprocessor_config.json``, or ``processor_config.json``'s ``image_processor``)
+  from its files; the template from ``optica_prompt.json`` (written by
+  :func:`write_prompt_format`), else the processor's chat template (an imported llava-hf
+  checkpoint's, see ``processor_template``), else the tokenizer's ``chat_template``; with none
+  of these, generating asks for a template (one line) rather than guessing one;
 * a training run (its directory, or one ``.ckpt`` in it): the model, the data (tokenizer,
   template, system prompt, image processor) and the LoRA settings are rebuilt from the run's
   ``config.yaml``, the weights read from the checkpoint — adapters applied, or merged into the
@@ -73,9 +75,10 @@ def load_checkpoint(source: Any, *, device: str | torch.device) -> Loaded:
 
     root = resolve_checkpoint(source)
     model = load(root, device=device)
-    template, system = _checkpoint_prompt(root)
+    tokenizer = _checkpoint_tokenizer(root)
+    template, system = _checkpoint_prompt(root, tokenizer)
     processor = _checkpoint_processor(root, model)
-    return Loaded(model, _checkpoint_tokenizer(root), template, system, processor)
+    return Loaded(model, tokenizer, template, system, processor)
 
 
 def _checkpoint_tokenizer(root: Path):
@@ -93,10 +96,33 @@ def _checkpoint_tokenizer(root: Path):
         raise GenerationError(str(err)) from None
 
 
-def _checkpoint_prompt(root: Path) -> tuple[Any, str | None]:
+@dataclass(frozen=True)
+class MissingTemplate:
+    """Stands for "this checkpoint names no template": an error once a template is needed and
+    none was given (a guessed template would answer plausibly but wrongly)."""
+
+    where: Path
+
+    def error(self) -> GenerationError:
+        return GenerationError(
+            f"{self.where} has no conversation template (no {PROMPT_FILE}, processor "
+            "chat_template.json/.jinja or tokenizer chat_template); pick one with --conv-template "
+            "(v1 for LLaVA-1.5, llama_3, mistral, chatml, ...; raw sends prompts as they are) or "
+            "template= in Python"
+        )
+
+
+def _checkpoint_prompt(root: Path, tokenizer) -> tuple[Any, str | None]:
+    """The template (and system prompt) the checkpoint names; see the module docstring."""
+    from optica.generate.processor_template import read_processor_template
+
     file = root / PROMPT_FILE
     if not file.is_file():
-        return None, None
+        processor_template = read_processor_template(root, tokenizer)
+        if processor_template is not None:
+            return processor_template, None
+        has_own = bool(getattr(tokenizer, "chat_template", None))
+        return (None if has_own else MissingTemplate(root)), None
     try:
         body = json.loads(file.read_text())
         return body["conv_template"], body.get("system_prompt")
@@ -107,11 +133,41 @@ def _checkpoint_prompt(root: Path) -> tuple[Any, str | None]:
 def _checkpoint_processor(root: Path, model: nn.Module):
     from optica.data.images import ImageProcessor, clip_processor
 
-    if (root / "preprocessor_config.json").is_file():
-        return ImageProcessor.from_pretrained(root)
+    file = root / "preprocessor_config.json"
+    # transformers 5 keeps them in processor_config.json
+    nested = _processor_config(root).get("image_processor")
+    settings = _read_json(file) if file.is_file() else nested
+    if isinstance(settings, dict):
+        return ImageProcessor.from_hf(settings, aspect_ratio=hf_aspect_ratio(settings))
     vision = getattr(model.config, "vision_transformer_config", None)
     size = getattr(vision, "image_size", None)
     return clip_processor(size) if isinstance(size, int) else None
+
+
+def hf_aspect_ratio(settings: dict) -> str:
+    """How a Hugging Face image processor with these settings fits an image to its size: CLIP's
+    shortest-edge resize then centre crop is ``crop``; LlavaImageProcessor's ``do_pad``
+    (LLaVA-1.5's expand-to-square) is ``pad``; a fixed height and width is ``square``."""
+    if settings.get("do_pad"):
+        return "pad"
+    size = settings.get("size")
+    shortest = isinstance(size, dict) and "shortest_edge" in size
+    return "crop" if shortest and settings.get("do_center_crop") else "square"
+
+
+def _processor_config(root: Path) -> dict:
+    from optica.generate.processor_template import PROCESSOR_CONFIG
+
+    file = root / PROCESSOR_CONFIG
+    settings = _read_json(file) if file.is_file() else {}
+    return settings if isinstance(settings, dict) else {}
+
+
+def _read_json(file: Path) -> Any:
+    try:
+        return json.loads(file.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise GenerationError(f"cannot read {file}: {err}") from None
 
 
 def load_run(

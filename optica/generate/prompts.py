@@ -16,6 +16,7 @@ from optica.data.conversation import Conversation, Message, move_images_to_front
 from optica.data.encoding import SegmentTokenizer
 from optica.data.templates import ConversationTemplate, Segment, merge_segments
 from optica.generate.errors import GenerationError
+from optica.generate.processor_template import ProcessorTemplate
 
 RAW = "raw"  # no template: the prompt text is the model's input as it is
 
@@ -34,7 +35,8 @@ class PromptEncoder:
     Args:
         tokenizer: A Hugging Face fast tokenizer.
         template: A built-in ``ConversationTemplate``, a ``JinjaTemplate`` (seed 001's config or
-            the tokenizer's own), or None for raw prompts.
+            the tokenizer's own), a ``ProcessorTemplate`` (a checkpoint's processor chat
+            template), or None for raw prompts.
         system_prompt: Replaces the template's default system prompt.
         image_token: The image tag and its id (-200).
     """
@@ -75,7 +77,10 @@ class PromptEncoder:
             )
             prompt = [*segments, (template.assistant_prefix, False)]
             return merge_segments(prompt), template.bos
-        text = render_jinja(template, messages, self.system_prompt)
+        if isinstance(template, ProcessorTemplate):
+            text = template.render(messages, self.system_prompt)
+        else:
+            text = render_jinja(template, messages, self.system_prompt)
         starts_with_bos = bool(template.bos_token) and text.startswith(template.bos_token)
         return [(text, False)], template.bos and not starts_with_bos
 

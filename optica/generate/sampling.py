@@ -13,6 +13,8 @@ import torch
 
 from optica.generate.errors import GenerationError
 
+IMAGE_PLACEHOLDER = -200  # LLaVA's IMAGE_TOKEN_INDEX in input_ids
+
 
 @dataclass(frozen=True)
 class SamplingConfig:
@@ -83,11 +85,24 @@ class TokenChooser:
         return tokens
 
 
-def seen_tokens(input_ids: torch.Tensor, mask: torch.Tensor, vocab_size: int) -> torch.Tensor:
-    """[B, V] table of the (unmasked, non-negative) ids in ``input_ids`` [B, T]."""
+def seen_tokens(
+    input_ids: torch.Tensor, mask: torch.Tensor, vocab_size: int, image_id: int | None = None
+) -> torch.Tensor:
+    """[B, V] table of the ids the repetition penalty applies to in ``input_ids`` [B, T].
+
+    Like transformers, every real prompt token counts, and a row with images counts the
+    vocabulary's image token (``image_id``; transformers' ``input_ids`` hold it where optica
+    holds -200). Unlike transformers, padding does not count: there, a row padded to the batch's
+    longest prompt penalises the pad id, so its answer depends on which prompts it was batched
+    with; here a row's answer is the one it gets alone (equal to transformers' for any unpadded
+    prompt).
+    """
     seen = torch.zeros(input_ids.shape[0], vocab_size, dtype=torch.bool, device=input_ids.device)
     real = mask.bool() & (input_ids >= 0) & (input_ids < vocab_size)
-    return seen.scatter_(1, input_ids.clamp(0, vocab_size - 1), real)
+    seen.scatter_(1, input_ids.clamp(0, vocab_size - 1), real)
+    if image_id is not None and 0 <= image_id < vocab_size:
+        seen[:, image_id] |= ((input_ids == IMAGE_PLACEHOLDER) & mask.bool()).any(dim=1)
+    return seen
 
 
 def penalize_repetition(scores: torch.Tensor, seen: torch.Tensor, penalty: float) -> torch.Tensor:
