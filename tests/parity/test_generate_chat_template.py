@@ -158,17 +158,19 @@ def test_pixels_follow_the_processors_image_settings(hf, generator, picture):
     torch.testing.assert_close(ours, expected, atol=1e-5, rtol=0)
 
 
-def optica_tokens(generator, messages, picture, sampling) -> torch.Tensor:
-    ids, mask = left_pad([generator.prompts.encode(messages, num_images=1)], generator.pad_id)
-    pixels = generator.image_processor(picture)[None]
+def optica_tokens(generator, conversations, picture, sampling) -> torch.Tensor:
+    """[B, NEW] greedy tokens for a batch of conversations, one picture each."""
+    rows = [generator.prompts.encode(messages, num_images=1) for messages in conversations]
+    ids, mask = left_pad(rows, generator.pad_id)
+    pixels = generator.image_processor(picture)[None].expand(len(rows), -1, -1, -1)
     decoding = Decoding(generator.model, ids, mask, pixels, max_new_tokens=NEW,
                         sampling=sampling, stop_ids=[], pad_id=generator.pad_id)  # fmt: skip
-    return torch.stack(list(decoding), dim=1)[0]
+    return torch.stack(list(decoding), dim=1)
 
 
-def transformers_tokens(hf, picture, **settings) -> torch.Tensor:
+def transformers_tokens(hf, picture, *history, **settings) -> torch.Tensor:
     _, model, processor = hf
-    inputs = hf_inputs(processor, hf_conversation(picture))
+    inputs = hf_inputs(processor, hf_conversation(picture, *history))
     with torch.no_grad():
         out = model.generate(**inputs, max_new_tokens=NEW, do_sample=False, eos_token_id=None,
                              pad_token_id=processor.tokenizer.pad_token_id, **settings)  # fmt: skip
@@ -178,11 +180,22 @@ def transformers_tokens(hf, picture, **settings) -> torch.Tensor:
 @pytest.mark.parametrize("penalty", [1.0, 1.5], ids=["greedy", "repetition_penalty"])
 def test_greedy_generation_equals_transformers(hf, generator, picture, penalty):
     sampling = SamplingConfig(repetition_penalty=penalty)
-    ours = optica_tokens(generator, optica_messages(), picture, sampling)
+    ours = optica_tokens(generator, [optica_messages()], picture, sampling)[0]
     theirs = transformers_tokens(hf, picture, repetition_penalty=penalty)
     print(f"[chat template] penalty {penalty}: {NEW} tokens identical: {ours.tolist()}")
     assert ours.unique().numel() > 3  # a real sequence, not one repeated token
     assert torch.equal(ours, theirs)
+
+
+def test_penalised_batch_rows_equal_transformers_on_each_row_alone(hf, generator, picture):
+    """Padding is not penalised (see ``optica.generate.sampling.seen_tokens``): the shorter,
+    left-padded row answers as transformers answers it unpadded."""
+    history = ("A red circle.", "And what colour is it?")
+    batch = [optica_messages(), optica_messages(*history)]
+    ours = optica_tokens(generator, batch, picture, SamplingConfig(repetition_penalty=1.5))
+    for row, turns in enumerate([(), history]):
+        theirs = transformers_tokens(hf, picture, *turns, repetition_penalty=1.5)
+        assert torch.equal(ours[row], theirs), row
 
 
 def test_repetition_penalty_counts_the_image_token_like_transformers(generator, picture):
