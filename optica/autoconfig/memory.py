@@ -28,8 +28,10 @@ heaviest stage.
 
 The last stage's loss is optica's (``optica.train.module.token_loss``), not Megatron's fused
 vocab-parallel cross entropy (4·T·V/TP): the output layer's logits are gathered to the whole
-vocabulary (T·V in the activation dtype), cross entropy keeps their fp32 log-softmax (4·T·V) and
-the backward pass adds its fp32 gradient (4·T·V) before the logits are freed — held once per
+vocabulary and cast to fp32; cross entropy saves their fp32 log-softmax (4·T·V; the logits
+themselves are not saved, whatever their dtype), and its backward pass writes the fp32 gradient
+of that log-softmax (4·T·V, from ``nll_loss``) and then of the logits (4·T·V) while it is still
+held: 12·T·V at the start of the backward pass, on top of every layer's activations, once per
 stage, since each micro-batch's loss is taken and back-propagated before the next one's.
 """
 
@@ -39,7 +41,13 @@ from dataclasses import dataclass
 
 from optica.autoconfig.layout import Layout
 from optica.autoconfig.pipeline import Stage, StageParams, stage_params, stages
-from optica.autoconfig.shapes import ModelShape, ProjectorShape, TransformerShape, VisionShape
+from optica.autoconfig.shapes import (
+    LanguageShape,
+    ModelShape,
+    ProjectorShape,
+    TransformerShape,
+    VisionShape,
+)
 from optica.autoconfig.training import Training
 
 GIB = 2**30
@@ -95,26 +103,94 @@ def state_bytes(params: StageParams, layout: Layout, training: Training) -> tupl
 
 
 def layer_activation_bytes(
-    t: TransformerShape, *, tokens: float, span: float, tp: int, sp: bool, flash: bool = True
+    t: TransformerShape,
+    *,
+    tokens: float,
+    span: float,
+    tp: int,
+    sp: bool,
+    flash: bool = True,
+    value_bytes: int = 2,
+    core_recomputed: bool = False,
 ) -> float:
-    """Bytes one layer stores for ``tokens`` tokens attending over ``span`` keys (16-bit).
+    """Bytes one layer stores for ``tokens`` tokens attending over ``span`` keys, activations of
+    ``value_bytes`` each (module docstring: the paper's terms, then what optica's layer adds).
 
-    For the paper's GPT layer this is T·h·(34 + 5·a·s/h) without parallelism, T·h·(10 + 24/t +
-    5·a·s/(h·t)) under TP = t, and T·h·(34 + 5·a·s/h)/t with sequence parallelism.
+    For the paper's GPT layer (LayerNorm, GELU, no RoPE) in 16-bit this is T·h·(34 + 5·a·s/h)
+    without parallelism, T·h·(10 + 24/t + 5·a·s/(h·t)) under TP = t and T·h·(34 + 5·a·s/h)/t
+    with sequence parallelism, plus the norms' fp32 statistics (16·T). Selective recompute
+    (``core_recomputed``) stores nothing of the attention core: it is rebuilt from Q, K and V.
     """
-    h, d, a, g = t.hidden_size, t.head_dim, t.num_attention_heads, t.kv_heads
-    k = t.experts_per_token
+    b, h, k = value_bytes, t.hidden_size, t.experts_per_token
     masks = 2 * tokens * h if t.dropout else 0.0  # one byte each, after attention and after MLP
-    whole = 2 * tokens * (3 * h + k * h) + masks  # norm1, QKV, norm2 inputs; fc1 input per expert
-    mlp = (3 if t.gated_mlp else 2) * t.ffn_hidden_size * k
-    split = 2 * tokens * ((2 * a + 2 * g) * d + mlp)
-    core = 4.0 * a * tokens if flash else (5 if t.dropout else 2) * a * tokens * span
-    return whole / (tp if sp else 1) + (split + core) / tp
+    dispatched = (k - 1) * b * tokens * h  # MoE: each extra expert's copy of its fc1 input
+    whole = 2 * norm_bytes(t, tokens=tokens, value_bytes=b) + dispatched + masks
+    split = attention_bytes(t, tokens=tokens, value_bytes=b) + mlp_bytes(t, tokens, b)
+    if not core_recomputed:
+        split += core_attention_bytes(t, tokens=tokens, span=span, flash=flash, value_bytes=b)
+    return whole / (tp if sp else 1) + split / tp
 
 
-def layer_input_bytes(t: TransformerShape, *, tokens: float, tp: int, sp: bool) -> float:
-    """What a fully recomputed layer keeps: its 16-bit input (split by sequence parallelism)."""
-    return 2 * tokens * t.hidden_size / (tp if sp else 1)
+def norm_bytes(t: TransformerShape, *, tokens: float, value_bytes: int) -> float:
+    """One norm and the linear after it: what optica's norms save for their backward pass.
+
+    RMSNorm (``optica.models.modules.norms``) computes in fp32: an fp32 copy of its input (the
+    input itself in fp32), the fp32 ``rsqrt`` per token, the normalised values cast back (for
+    the scale's gradient) and its output (the next linear's input). LayerNorm keeps its input,
+    fp32 mean and reciprocal std per token, and its output — the paper's 4·T·h in 16-bit.
+    """
+    th, b = tokens * t.hidden_size, value_bytes
+    if t.norm == "rmsnorm":
+        return 4 * th + 4 * tokens + 2 * b * th
+    return 2 * b * th + 8 * tokens
+
+
+def attention_bytes(t: TransformerShape, *, tokens: float, value_bytes: int) -> float:
+    """Q, K, V and the output projection's input on one TP rank's heads (times TP).
+
+    The paper's 2·T·(2a + 2g)·d in 16-bit. RoPE adds the rotated q and k (T·(a + g)·d): the
+    attention core saves them, and it saves v, a view of the fused QKV output, which keeps that
+    whole output (q and k unrotated included) alive.
+    """
+    a, g, d = t.num_attention_heads, t.kv_heads, t.head_dim
+    per_token = (2 * a + 2 * g) * d + ((a + g) * d if _rotary(t) else 0)
+    return value_bytes * tokens * per_token
+
+
+def mlp_bytes(t: TransformerShape, tokens: float, value_bytes: int) -> float:
+    """The MLP's internals per expert a token visits (times TP).
+
+    GELU: fc1's output (the activation's input) and fc2's input, 2·f (the paper's 16·T·h at
+    f = 4h). SwiGLU: fc1's fused [gate; up] output (2·f: silu saves the gate, the product the
+    up half), silu's output (the product's other factor) and fc2's input (the product): 4·f.
+    """
+    f = t.ffn_hidden_size * t.experts_per_token
+    return value_bytes * tokens * (4 if t.gated_mlp else 2) * f
+
+
+def core_attention_bytes(
+    t: TransformerShape, *, tokens: float, span: float, flash: bool, value_bytes: int
+) -> float:
+    """The attention core: a flash kernel (cuDNN/FlashAttention on GPUs, and torch's CPU
+    ``_scaled_dot_product_flash_attention_for_cpu`` whenever dropout is off) keeps a 4-byte
+    log-sum-exp per head and token; the math path keeps the scores (the paper's 5·a·s·T in
+    16-bit with dropout: softmax, mask, dropout output; 2·a·s·T without)."""
+    a = t.num_attention_heads
+    if flash:
+        return 4.0 * a * tokens
+    return (5 if t.dropout else 2) * a * tokens * span * value_bytes / 2
+
+
+def _rotary(t: TransformerShape) -> bool:
+    """Optica's language models apply RoPE (GPT-3's learned positions aside); encoders do not."""
+    return isinstance(t, LanguageShape) and not t.learned_positions
+
+
+def layer_input_bytes(
+    t: TransformerShape, *, tokens: float, tp: int, sp: bool, value_bytes: int = 2
+) -> float:
+    """What a fully recomputed layer keeps: its input (split by sequence parallelism)."""
+    return value_bytes * tokens * t.hidden_size / (tp if sp else 1)
 
 
 def _stage_memory(
@@ -124,8 +200,7 @@ def _stage_memory(
         stage_params(model, stage, training, layout.pp), layout, training
     )
     per_microbatch, transient = _stage_activations(model, layout, stage, training, flash)
-    scale = training.activation_bytes / 2
-    activations = (per_microbatch * stage.in_flight + transient) * scale
+    activations = per_microbatch * stage.in_flight + transient
     activations += loss_bytes(model, layout, stage, training)
     return MemoryEstimate(weights, grads, optimizer, activations, stage.index)
 
@@ -134,11 +209,15 @@ def _stage_activations(
     model: ModelShape, layout: Layout, stage: Stage, training: Training, flash: bool
 ) -> tuple[float, float]:
     """(bytes per in-flight micro-batch, extra bytes held once while a group is recomputed)."""
-    t, tp, sp = model.backbone, layout.tp, layout.sequence_parallel
+    t, tp, sp, b = model.backbone, layout.tp, layout.sequence_parallel, training.activation_bytes
     tokens = layout.micro_batch_size * model.seq_length / layout.cp
     span = model.seq_length / layout.cp
-    full = layer_activation_bytes(t, tokens=tokens, span=span, tp=tp, sp=sp, flash=flash)
-    kept = layer_input_bytes(t, tokens=tokens, tp=tp, sp=sp)
+    selective = layout.recompute_granularity == "selective"
+    full = layer_activation_bytes(
+        t, tokens=tokens, span=span, tp=tp, sp=sp, flash=flash, value_bytes=b,
+        core_recomputed=selective,
+    )  # fmt: skip
+    kept = layer_input_bytes(t, tokens=tokens, tp=tp, sp=sp, value_bytes=b)
     recomputed = layout.recomputed_layers(model) * layout.vp
     if layout.recompute_method == "uniform" and recomputed:
         group = max(layout.recompute_num_layers, 1)
@@ -154,19 +233,23 @@ def _stage_activations(
 def _ends_activations(
     model: ModelShape, layout: Layout, stage: Stage, training: Training, tokens: float
 ) -> float:
-    """Activations of the modules at the ends: pixels, vision encoder/projector, logits."""
-    tp, sp = layout.tp, layout.sequence_parallel
+    """Activations outside the repeated layers: pixels, vision encoder/projector, the RoPE
+    tables every layer shares (cos and sin, T·d each), the final norm (its output is the output
+    layer's input)."""
+    tp, sp, b = layout.tp, layout.sequence_parallel, training.activation_bytes
     total = 0.0
     if stage.first and model.vision is not None:
         images = layout.micro_batch_size * model.images_per_sample
         v = model.vision
-        total += 2 * images * v.num_channels * v.image_size**2  # the input pixels
+        total += b * images * v.num_channels * v.image_size**2  # the input pixels
         if model.projector is not None:
             trained = not training.vision_frozen(model.kind)
-            total += _vlm_vision_activations(model, v, model.projector, layout, images, trained)
-    if stage.last and model.language is not None:
-        h = model.language.hidden_size
-        total += 2 * 2 * tokens * h / (tp if sp else 1)  # the final norm's and output's inputs
+            total += _vlm_vision_activations(model, v, model.projector, layout, images, trained, b)
+    language = model.language
+    if language is not None and _rotary(language):
+        total += 2 * b * tokens * language.head_dim
+    if stage.last and language is not None:
+        total += norm_bytes(language, tokens=tokens, value_bytes=b) / (tp if sp else 1)
     return total
 
 
@@ -175,7 +258,7 @@ def loss_bytes(model: ModelShape, layout: Layout, stage: Stage, training: Traini
     if not stage.last or model.language is None:
         return 0.0
     tokens = layout.micro_batch_size * model.seq_length / layout.cp
-    return (training.activation_bytes + 4 + 4) * tokens * model.language.vocab_size
+    return (4 + 4 + 4) * tokens * model.language.vocab_size
 
 
 def _vlm_vision_activations(
@@ -185,14 +268,16 @@ def _vlm_vision_activations(
     layout: Layout,
     images: int,
     trained: bool,
+    value_bytes: int,
 ) -> float:
     """A VLM's encoder (stored only when it is trained) and projector, for one micro-batch."""
     encoder = 0.0
     if trained:
         tokens = images * v.seq_length
         per_layer = layer_activation_bytes(
-            v, tokens=tokens, span=v.seq_length, tp=layout.tp, sp=layout.sequence_parallel
-        )
+            v, tokens=tokens, span=v.seq_length, tp=layout.tp, sp=layout.sequence_parallel,
+            value_bytes=value_bytes,
+        )  # fmt: skip
         encoder = per_layer * v.num_layers
     features = images * model.image_tokens  # projector input, GELU input, fc2 input
-    return encoder + 2 * features * (projector.input_size + 2 * projector.output_size)
+    return encoder + value_bytes * features * (projector.input_size + 2 * projector.output_size)
