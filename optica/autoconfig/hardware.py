@@ -28,7 +28,8 @@ class GpuSpec:
         nvlink_gbs: Intra-node bandwidth per GPU and direction, GB/s.
         ib_gbs: Inter-node bandwidth per GPU and direction, GB/s.
         flash_attention: The attention kernel never stores the score matrix (FlashAttention /
-            cuDNN on GPUs). False for CPUs, whose SDPA math path keeps the softmax output.
+            cuDNN on GPUs; torch's CPU SDPA too, ``_scaled_dot_product_flash_attention_for_cpu``,
+            unless attention dropout forces the math path, which keeps the softmax output).
     """
 
     name: str

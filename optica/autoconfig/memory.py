@@ -7,16 +7,20 @@ A frozen parameter costs its weight only; LoRA adapters are trained parameters.
 
 Activations follow Korthikanti et al. 2022, "Reducing Activation Recomputation in Large
 Transformer Models", generalised from their GPT layer (h, MHA, MLP of 4h, dropout) to GQA, any
-MLP width, gated MLPs, MoE top-k and no dropout. Per layer and micro-batch of T tokens, in bytes
-of a 16-bit activation (x2 for fp32), the paper's 34·T·h + 5·a·s·T splits into
+MLP width, gated MLPs, MoE top-k and no dropout, and then matched to what optica's layers really
+save for the backward pass (summed with ``torch.autograd.graph.saved_tensors_hooks`` in
+``tests/unit/autoconfig/test_saved_activations.py``). Per layer and micro-batch of T tokens,
+with b bytes per activation (2 in bf16, 4 in fp32):
 
-* kept whole on each TP rank unless sequence parallel: inputs of the two norms, of QKV and of
-  fc1 (8·T·h) and the two dropout masks (2·T·h, one byte each) — the paper's 10·T·h;
-* split over TP: Q, K, V and the projection input (2·T·(2a + 2g)·d), the MLP internals (2·T·2f,
-  or 2·T·3f when gated; times top-k for MoE) — the paper's 24·T·h;
-* the attention core, 5·a·s·T (softmax 2, its dropout mask 1, dropout output 2), which flash
-  attention (our trainer's SDPA) and selective recompute never store: only a 4-byte
-  log-sum-exp per head and token remains.
+* kept whole on each TP rank unless sequence parallel — the paper's 10·T·h: each norm with the
+  linear after it (:func:`norm_bytes`: LayerNorm 2·b·T·h plus fp32 statistics; optica's fp32
+  RMSNorm 4·T·h + 2·b·T·h), the two dropout masks (2·T·h, one byte each);
+* split over TP — the paper's 24·T·h: Q, K, V and the projection input, plus RoPE's rotated q
+  and k (:func:`attention_bytes`), the MLP internals (:func:`mlp_bytes`: 2·f, or 4·f for SwiGLU,
+  whose silu output is saved too; times top-k for MoE);
+* the attention core (:func:`core_attention_bytes`): the paper's 5·a·s·T on the math path; a
+  flash kernel (GPUs, and torch's CPU SDPA without dropout) keeps a 4-byte log-sum-exp per head
+  and token; selective recompute keeps nothing.
 
 Full recompute keeps only each recomputed layer's input (2·T·h, split by SP). With the block
 method a layer is recomputed only after the backward pass has freed every layer above it, so the

@@ -2,32 +2,35 @@
 CPU (gloo, torchrun for two processes), and their measured peak memory and step time are set
 against the predictions.
 
-The "GPU" is a CPU described honestly: no flash attention (SDPA's math path keeps the softmax),
+The "GPU" is a CPU described honestly: torch's CPU SDPA is a flash kernel
+(``_scaled_dot_product_flash_attention_for_cpu``, dropout off) that saves only the log-sum-exp,
 fp32 training, and a stated sustained compute rate and gloo link; those numbers are assumptions,
 not fitted. Measured memory is the process's peak above what it held before the model existed
-(:mod:`optica.autoconfig.measure`). What the model does not count on a CPU — the runtime's own
-allocations after set-up (autograd, gloo and oneDNN buffers: ~25-35 MB per process) and
-fp32 elementwise intermediates of norms, RoPE and SwiGLU — makes the measurement exceed the
-prediction; the bounds below allow for that and still fail if a part of the model (states,
-activations, the loss) went missing or were counted twice. Recorded 2026-11, torch 2.13 CPU, on
-a shared 2-core machine (h=128, 2 layers, vocab 2048, seq 128, GBS 8):
+(:mod:`optica.autoconfig.measure`). The per-layer activations are exact (the unit test
+``tests/unit/autoconfig/test_saved_activations.py`` sums what autograd saves); what the model
+still does not count on a CPU — the runtime's own allocations after set-up (autograd, gloo and
+oneDNN buffers), backward-pass transients beyond the loss's, and glibc keeping freed pages in
+the RSS high-water mark — makes the measurement exceed the prediction; the bounds below allow
+for that and still fail if a part of the model (states, activations, the loss) went missing or
+were counted twice. Recorded 2026-11, torch 2.13 CPU, on a shared 2-core machine (h=128,
+2 layers, vocab 2048, seq 128, GBS 8):
 
-* 1 process, MBS 2 / 8: predicted 24.7 / 57.9 MB, measured 39.9 / 92.2 MB (errors -38%, -37%);
-  what MBS 8 adds over MBS 2: predicted 33 MB, measured 52 MB
-* 2 processes, MBS 2, DP2 (FSDP) / TP2: predicted 21.3 / 15.4 MB, measured 46.4 / 40.8 MB
-  (-54%, -62%: the fixed runtime share is larger at this size); step time predicted 0.107 /
-  0.141 s, measured 0.224 / 0.420 s — the predicted order is the measured order
+* 1 process, MBS 2 / 8: predicted 25.5 / 60.9 MB, measured 40.8 / 86.8 MB (errors -38%, -30%;
+  before the activation terms were matched to the saved tensors: -38%, -37%); what MBS 8 adds
+  over MBS 2: predicted 35 MB, measured 46 MB
+* 2 processes, MBS 2, DP2 (FSDP) / TP2: predicted 22.0 / 15.8 MB, measured 45.5 / 41.5 MB
+  (-52%, -62%: the fixed runtime share is larger at this size); step time predicted 0.107 /
+  0.141 s, measured 0.120 / 0.260 s — the predicted order is the measured order
 * step times of one process swing 2-10x with the other jobs on the machine: only the order is
   checked
 
 The tiny LLaVA (``llava_tiny`` at 128 tokens: 64 image tokens + 64 of text, GBS 8; recorded
 2026-11 the same way):
 
-* 1 process, vision tower frozen, MBS 2 / 8: predicted 9.3 / 24.0 MB, measured 17.3 / 43.5 MB
-  (-46%, -45%); the model ranks MBS 8 first, the measurement MBS 2 (0.75 vs 1.50 s a step on a
-  loaded machine): the CPU does not get faster with larger matrices as the roofline assumes
-* 2 processes, all trained, MBS 2, DP2 (FSDP) / TP2: predicted 10.3 / 7.1 MB, measured
-  23.3 / 19.1 MB (-56%, -63%); step time predicted 0.064 / 0.097 s, measured 0.25 / 0.44 s —
+* 1 process, vision tower frozen, MBS 2 / 8: predicted 9.6 / 25.3 MB, measured 17.2 / 42.7 MB
+  (-44%, -41%)
+* 2 processes, all trained, MBS 2, DP2 (FSDP) / TP2: predicted 10.6 / 7.5 MB, measured
+  23.2 / 19.4 MB (-54%, -62%); step time predicted 0.064 / 0.097 s, measured 0.14 / 0.30 s —
   the predicted order is the measured order
 
 Each test prints its table (``pytest -s``).
@@ -47,7 +50,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.distributed]
 
 CPU = ac.GpuSpec(
     "CPU core (gloo)", memory_gb=4, peak_tflops=0.05, hbm_gbs=10, nvlink_gbs=1, ib_gbs=1,
-    flash_attention=False,
+    flash_attention=True,
 )  # fmt: skip
 CPU_EFFICIENCY = ac.Efficiency(compute=0.5, layer_overhead_s=2e-3, collective_latency_s=2e-4)
 MODEL = ac.ModelShape(
@@ -95,10 +98,10 @@ def test_one_process_memory_grows_with_the_micro_batch_as_predicted(tmp_path):
     actual = {m: float(r["Measured Memory per GPU (GiB)"]) * 1024 for m, r in by_mbs.items()}
     assert actual[8] > actual[2] and predicted[8] > predicted[2]
     for mbs in (2, 8):
-        assert 0.3 < predicted[mbs] / actual[mbs] < 1.5, (mbs, predicted, actual)
+        assert 0.5 < predicted[mbs] / actual[mbs] < 1.2, (mbs, predicted, actual)
     # The activations' share: what four times the micro-batch adds, predicted vs measured.
     growth = (predicted[8] - predicted[2]) / (actual[8] - actual[2])
-    assert 0.3 < growth < 1.5, growth
+    assert 0.6 < growth < 1.2, growth
 
 
 def test_two_processes_sharding_and_ranking(tmp_path):
@@ -111,7 +114,7 @@ def test_two_processes_sharding_and_ranking(tmp_path):
     predicted = {t: float(r["Predicted Memory per GPU (GiB)"]) for t, r in by_tp.items()}
     actual = {t: float(r["Measured Memory per GPU (GiB)"]) for t, r in by_tp.items()}
     for tp in (1, 2):
-        assert 0.2 < predicted[tp] / actual[tp] < 1.5, (tp, predicted, actual)
+        assert 0.3 < predicted[tp] / actual[tp] < 1.2, (tp, predicted, actual)
     # TP=2 holds half the layers' weights and activations of DP=2 (FSDP shards only states).
     assert predicted[2] < predicted[1] and actual[2] < actual[1]
     # The layout the model ranks first is within 2x of the fastest one measured.
@@ -137,7 +140,7 @@ def test_llava_one_and_two_processes(tmp_path):
         ratio = float(row["Predicted Memory per GPU (GiB)"]) / float(
             row["Measured Memory per GPU (GiB)"]
         )
-        assert 0.2 < ratio < 1.5, row
+        assert 0.3 < ratio < 1.2, row
     assert _memory(one[8], "Measured") > _memory(one[2], "Measured")
     assert _memory(two[2], "Predicted") < _memory(two[1], "Predicted")
     chosen = next(r for r in two.values() if r["Predicted Rank"] == "1")
