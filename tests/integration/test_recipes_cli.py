@@ -78,3 +78,25 @@ def test_lora_from_the_command_line_trains_adapters_only(tmp_path):
         if name in start:
             assert torch.equal(tensor, start[name]), name  # base weights untouched
     assert any(not torch.all(weights[k] == 0) for k in adapters if ".lora_b." in k)  # B moved
+
+
+def test_top_k_rotation_and_ema_from_the_command_line(tmp_path):
+    """``log.ckpt.save_top_k=2`` keeps the two best of five step checkpoints (named from the
+    template) plus ``last.ckpt``; ``log.ema.decay`` keeps an average that differs from the raw
+    weights in the checkpoint."""
+    argv = ["finetune", "--factory", "llava_tiny", "--yes", f"log.exp_dir={tmp_path}"]
+    ckpt = ["log.ckpt.save_top_k=2", "log.ckpt.every_n_train_steps=1", "log.ema.decay=0.5"]
+    steps = ["trainer.max_steps=5", "trainer.log_every_n_steps=1"]
+    assert main([*argv, *ckpt, *steps, *SMALL]) == 0
+    (run_dir,) = (tmp_path / "llava_tiny").iterdir()
+    kept = sorted(p.name for p in (run_dir / "checkpoints").glob("llava_tiny--*.ckpt"))
+    assert len(kept) == 2, kept  # three of the five were rotated out
+    assert all("-step=" in name and "-consumed_samples=" in name for name in kept)
+    losses = [float(name.split("reduced_train_loss=")[1].split("-")[0]) for name in kept]
+    rows = (run_dir / "metrics.csv").read_text().splitlines()
+    header = rows[0].split(",").index("reduced_train_loss")
+    logged = sorted(float(r.split(",")[header]) for r in rows[1:] if r.split(",")[header])
+    assert sorted(losses) == pytest.approx(logged[:2], abs=0.006)  # the two lowest (2 decimals)
+    checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
+    average, raw = checkpoint["state_dict"], checkpoint["current_model_state"]
+    assert any(not torch.equal(average[key], raw[key]) for key in raw)
