@@ -28,6 +28,7 @@ from optica.checkpoint.layout import (
 from optica.checkpoint.sources import SCHEME
 from optica.checkpoint.weights import dtype_name, read_weights, write_weights
 from optica.models import family_for_model, get_family
+from optica.models.vision.resample import grid_resamplers
 from optica.run.home import optica_home
 
 StrPath = str | os.PathLike[str]
@@ -61,10 +62,12 @@ def load(
 def load_weights_into(model: nn.Module, path: StrPath, device: torch.device | str = "cpu") -> None:
     """Fills a lazy (meta) ``model`` with the weights of the checkpoint at ``path``, in place —
     how training starts from an imported model (``resume.restore_config``). The shapes must fit
-    the model; a mismatch names the tensor."""
+    the model, except vision encoders' position tables, which are resampled to the model's patch
+    grid (a checkpoint pre-trained at another resolution); a mismatch names the tensor."""
     root = resolve_checkpoint(path)
     expected = {key: tensor.shape for key, tensor in model.state_dict().items()}
-    model.load_weights(read_weights(root, expected, device=device))
+    resamplers = grid_resamplers(model, read_config(root))
+    model.load_weights(read_weights(root, expected, device=device, resamplers=resamplers))
 
 
 def save(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Protocol
 
 import torch
 from safetensors import SafetensorError
@@ -54,24 +55,46 @@ def write_weights(
 
 
 def read_weights(
-    root: Path, expected: Mapping[str, torch.Size], *, device: torch.device | str = "cpu"
+    root: Path,
+    expected: Mapping[str, torch.Size],
+    *,
+    device: torch.device | str = "cpu",
+    resamplers: Mapping[str, Resampler] | None = None,
 ) -> dict[str, torch.Tensor]:
     """Reads the tensors of ``root`` onto ``device`` after checking them against ``expected``
     (the model's parameter names and shapes).
+
+    Args:
+        resamplers: Per key, what adapts a stored tensor of another shape to the model (a vision
+            encoder's position table on another patch grid); only shapes it accepts pass.
 
     Raises:
         CheckpointError: A weight file is missing, corrupt or truncated (names it), or the
             tensors do not fit the model (names every missing, unexpected, mis-shaped one).
     """
     stored = read_hf_state_dict(root, device=device)
+    resamplers = resamplers or {}
     problems = Problems()
     problems.missing.extend(key for key in expected if key not in stored)
     problems.unexpected.extend(key for key in stored if key not in expected)
     for key, shape in expected.items():
-        if key in stored and (got := stored.shape(key)) != tuple(shape):
+        got = stored.shape(key) if key in stored else tuple(shape)
+        if got != tuple(shape) and not (key in resamplers and resamplers[key].accepts(got)):
             problems.misshaped.append(f"{key} {list(got)} (expected {list(shape)})")
     problems.raise_if_any(f"the weights in {root} do not fit the model")
-    return {key: stored[key] for key in expected}
+    tensors = {key: stored[key] for key in expected}
+    for key, tensor in tensors.items():
+        if tuple(tensor.shape) != tuple(expected[key]):  # accepted above, so a resampler's
+            tensors[key] = resamplers[key](tensor)
+    return tensors
+
+
+class Resampler(Protocol):
+    """Adapts a stored tensor of another shape to the model's (see ``read_weights``)."""
+
+    def accepts(self, shape: tuple[int, ...]) -> bool: ...
+
+    def __call__(self, tensor: torch.Tensor) -> torch.Tensor: ...
 
 
 def dtype_name(state_dict: Mapping[str, torch.Tensor]) -> str:
