@@ -52,6 +52,7 @@ def vision_shape(config: VisionTransformerConfig) -> VisionShape:
         class_token=config.add_class_token,
         patch_bias=config.patch_bias,
         pre_norm=config.pre_layernorm,
+        dropout=config.hidden_dropout > 0 or config.attention_dropout > 0,
     )
 
 
