@@ -25,6 +25,7 @@ every optica entry point ends with ``barrier`` + ``destroy_process_group`` (the 
 
 from __future__ import annotations
 
+import functools
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -206,6 +207,9 @@ class ParallelStrategy(ModelParallelStrategy):
         num_stages = settings.pp * (settings.vp or 1)
         stages = plan.pipeline_stages(module.model, ids, num_stages)
         microbatches = settings.microbatches(_batch_sizes(module)[0])
+        prepare = None
+        if plan.pipeline_batch is not None:
+            prepare = functools.partial(plan.pipeline_batch, model=module.model)
         module.loss_runner = PipelineRunner(
             stages,
             ids,
@@ -215,6 +219,7 @@ class ParallelStrategy(ModelParallelStrategy):
             settings.pipeline_schedule,
             microbatches,
             input_key=plan.pipeline_input,
+            prepare=prepare,
         )
         return stages
 

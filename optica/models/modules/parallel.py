@@ -85,6 +85,8 @@ class ParallelPlan:
             share of a batch; None for token batches (``input_ids`` and ``labels`` split along
             the sequence by the strategy).
         pipeline_input: The batch key the first pipeline stage reads.
+        pipeline_batch: ``(batch, model) -> (first stage's inputs, last stage's target)``, for
+            batches that are more than ``pipeline_input`` and ``labels`` (LLaVA's); None: those.
     """
 
     shape: Callable[[Any], Any]
@@ -95,6 +97,7 @@ class ParallelPlan:
     pads_for_context_parallel: bool = False
     split_batch: Callable[[dict[str, Any], nn.Module, int, int], dict[str, Any]] | None = None
     pipeline_input: str = "input_ids"
+    pipeline_batch: Callable[[dict[str, Any], nn.Module], tuple[tuple, Any]] | None = None
 
 
 def gate_up_colwise_parallel() -> Any:

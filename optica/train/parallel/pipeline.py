@@ -10,6 +10,7 @@ skips Lightning's backward. The loss on the last stage is the ``TrainingModule``
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -48,6 +49,9 @@ class PipelineRunner:
         schedule: ``1f1b``, ``gpipe`` or ``interleaved_1f1b`` (needs several stages per rank).
         microbatches: Pipeline micro-batches per step.
         input_key: The batch key the first stage reads (``input_ids``, or ``images``).
+        prepare: ``batch -> (first stage's inputs, last stage's target)`` for richer batches
+            (LLaVA's: ids and images in, labels padded like the spliced sequence); default: the
+            ``input_key`` tensor in, ``labels`` as the target, nothing else in the batch.
     """
 
     def __init__(
@@ -61,9 +65,10 @@ class PipelineRunner:
         microbatches: int,
         *,
         input_key: str = "input_ids",
+        prepare: Callable[[dict[str, Any]], tuple[tuple, torch.Tensor]] | None = None,
     ) -> None:
         group = mesh.get_group()
-        self.input_key = input_key
+        self.prepare = prepare or functools.partial(plain_inputs, input_key=input_key)
         stages = [
             PipelineStage(module, index, num_stages, device, group=group)
             for module, index in zip(modules, ids)
@@ -88,15 +93,15 @@ class PipelineRunner:
 
         Args:
             batch: ``input_ids`` and ``labels`` [B, T] (unpadded, unpacked), or the plan's
-                ``input_key`` (``images``) and its ``labels``.
+                ``input_key`` (``images``) and its ``labels``, or what ``prepare`` takes.
             output_loss: ``(logits, {"labels": ...}) -> loss``, the module's loss.
             training: Run the backward too (gradients accumulate in the stages' parameters).
             scale: Divide each micro-batch's loss by this (Lightning's gradient accumulation).
         """
-        _check(batch, self.input_key)
+        inputs, labels = self.prepare(batch)  # NOTE: on every rank, so all refuse alike
         self._output_loss, self._scale = output_loss, scale
-        args = (batch[self.input_key],) if self.first else ()
-        target = batch["labels"] if self.last else None
+        args = inputs if self.first else ()
+        target = labels if self.last else None
         losses: list[torch.Tensor] = []
         if training:
             self._zero_grad_at_window_start()
@@ -133,6 +138,12 @@ def _schedule(name: str, stages: list[PipelineStage], microbatches: int, loss_fn
         return ScheduleInterleaved1F1B(stages, microbatches, loss_fn=loss_fn)
     single = {"1f1b": Schedule1F1B, "gpipe": ScheduleGPipe}[name]
     return single(stages[0], microbatches, loss_fn=loss_fn)
+
+
+def plain_inputs(batch: dict[str, Any], input_key: str) -> tuple[tuple, torch.Tensor]:
+    """``((batch[input_key],), batch["labels"])`` for an unpadded batch of nothing else."""
+    _check(batch, input_key)
+    return (batch[input_key],), batch["labels"]
 
 
 def _check(batch: dict[str, Any], input_key: str) -> None:

@@ -3,9 +3,11 @@
 for three steps under each layout, compared step by step with one plain process (Lightning's
 default strategy) on the same global batch of 8.
 
-One two-rank launch trains every layout in turn; a one-rank launch resumes step-2 checkpoints
-under another layout. Reference losses (recorded 2026-11, torch 2.13 CPU, fp32): LLaVA 5.33711,
-4.82607, 4.16475; ViT 1.11551, 1.42012, 0.95553; every layout reproduced them to < 1e-6.
+One two-rank launch trains every layout in turn (LLaVA's PP=2 pads the spliced sequence to the
+language model's seq_length, see ``optica.models.vlm.llava.pipeline``); a one-rank launch resumes
+step-2 checkpoints under another layout. Reference losses (recorded 2026-11, torch 2.13 CPU,
+fp32): LLaVA 5.33711, 4.82607, 4.16475; ViT 1.11551, 1.42012, 0.95553; every layout reproduced
+them to < 1e-6.
 """
 
 from __future__ import annotations
@@ -34,12 +36,11 @@ TWO_RANKS = {
     f"{kind}_{layout}": {"kind": kind, "micro_batch_size": micro, "strategy": strategy}
     for kind in ("llava", "vit")
     for layout, (micro, strategy) in LAYOUTS.items()
-    if (kind, layout) != ("llava", "pp2")  # refused: see test_llava_pipeline_is_refused
 }
-SAVED = ("llava_tp2", "llava_fsdp2", "vit_tp2")
+SAVED = ("llava_tp2", "llava_fsdp2", "llava_pp2", "vit_tp2")
 LORA = {"llava_lora_ddp2": "ddp", "llava_lora_fsdp2": "fsdp"}
 RESUMED = {"llava_tp2_to_tp1": "llava_tp2", "llava_fsdp2_to_dp1": "llava_fsdp2",
-           "vit_tp2_to_tp1": "vit_tp2"}  # fmt: skip
+           "llava_pp2_to_pp1": "llava_pp2", "vit_tp2_to_tp1": "vit_tp2"}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +75,7 @@ def two_ranks(environment):
 
 @pytest.fixture(scope="module")
 def resumed(environment, two_ranks):
-    """Step-2 checkpoints resumed in one process (TP=1, DP=1) for the last step."""
+    """Step-2 checkpoints resumed in one process (TP=1, DP=1, PP=1) for the last step."""
     checkpoint = environment / "{}" / "run" / "checkpoints" / "step=2.ckpt"
     runs = [
         {"name": name, "kind": source.split("_")[0], "devices": 1, "micro_batch_size": 8,
@@ -140,14 +141,6 @@ def test_tensor_parallel_checkpoint_exports_like_one_process(environment, two_ra
     assert (exported / "config.json").read_text() == (
         environment / "hf_single" / "config.json"
     ).read_text()
-
-
-def test_llava_pipeline_is_refused_with_the_reason(environment):
-    from optica.run.errors import ConfigError
-
-    with pytest.raises(ConfigError, match="pipelined.*vision tower"):
-        tasks.train(str(environment), "llava_pp", kind="llava", devices=1, micro_batch_size=8,
-                    strategy={"pipeline_model_parallel_size": 2})  # fmt: skip
 
 
 def _weights(directory) -> dict[str, torch.Tensor]:

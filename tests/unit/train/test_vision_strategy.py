@@ -17,9 +17,12 @@ from optica.models.modules.parallel import load_balanced_positions
 from optica.models.registry import get_family
 from optica.models.vision.encoder import VisionTransformer
 from optica.models.vlm.llava.parallelize import split_llava_batch
+from optica.models.vlm.llava.pipeline import llava_pipeline_batch, llava_pipeline_stages
 from optica.models.vlm.llava.splice import IMAGE_TOKEN_INDEX, expand_labels
 from optica.run.cli import registry
 from optica.run.cli.command import parse_invocation
+from optica.run.errors import ConfigError
+from optica.train.module import token_loss
 from optica.train.strategy import ParallelStrategy
 
 
@@ -40,10 +43,9 @@ def test_the_tiny_vit_accepts_every_two_rank_layout(settings):
     ParallelStrategy(**settings).validate(ViTClassificationModel(ViTConfigTiny()), 2)
 
 
-def test_llava_refuses_pipeline_and_sequence_parallelism_with_the_reason():
+def test_llava_accepts_pipelines_and_refuses_sequence_parallelism_with_the_reason():
     model = LlavaModel(LlavaConfigTiny())
-    assert "cannot be pipelined" in refused(model, 2, pipeline_model_parallel_size=2)
-    assert "vision tower" in refused(model, 2, pipeline_model_parallel_size=2)
+    ParallelStrategy(pipeline_model_parallel_size=2).validate(model, 2)
     message = refused(model, 2, tensor_model_parallel_size=2, sequence_parallel=True)
     assert "sequence_parallel with LLaVA is not supported yet" in message
     ParallelStrategy(tensor_model_parallel_size=2, context_parallel_size=2).validate(model, 4)
@@ -99,3 +101,50 @@ def test_a_lightning_strategy_name_stays_a_string():
     entry = registry.get_entrypoint("finetune")
     task = parse_invocation(entry, ["trainer.max_steps=1", "trainer.strategy=ddp"]).task
     assert task.trainer.strategy == "ddp"
+
+
+def _llava_batch() -> dict[str, torch.Tensor]:
+    """Two right-padded rows: one image each, then a row with two images and one without."""
+    image = IMAGE_TOKEN_INDEX
+    ids = torch.tensor(
+        [[1, image, 5, 6, 7], [1, image, 8, 9, 0], [1, image, image, 4, 5], [1, 3, 4, 5, 0]]
+    )
+    labels = torch.where(ids > 3, ids, -100)
+    labels[0, 2] = -100  # every row learns two tokens
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 1, 0], [1, 1, 1, 1, 1], [1, 1, 1, 1, 0]])
+    images = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    return {"input_ids": ids, "labels": labels, "attention_mask": mask.bool(), "images": images}
+
+
+def test_llava_pipeline_stages_give_one_process_loss_row_by_row():
+    """Stage 0 (vision tower, projector, splice, first layer) then stage 1 (last layer, norm,
+    output), one row per pipeline micro-batch, with labels padded like the spliced sequence to
+    seq_length: the one-process loss (every row here learns the same number of tokens)."""
+    model = LlavaModel(LlavaConfigTiny()).init_weights(3)
+    batch = _llava_batch()
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    expected = token_loss(model(**inputs), model.expand_labels(batch["input_ids"], batch["labels"]))
+    first = LlavaModel(LlavaConfigTiny()).init_weights(3)
+    last = LlavaModel(LlavaConfigTiny()).init_weights(3)
+    (stage0,), (stage1,) = llava_pipeline_stages(first, [0], 2), llava_pipeline_stages(last, [1], 2)
+    assert last.vision_model is None and first.language_model.output_layer is None
+    (ids, images), target = llava_pipeline_batch(batch, last)
+    assert images.shape == (4, 2, 3, 32, 32) and target.shape == (4, 256)
+    losses = [token_loss(stage1(stage0(ids[i : i + 1], images[i : i + 1])), target[i : i + 1])
+              for i in range(4)]  # fmt: skip
+    torch.testing.assert_close(torch.stack(losses).mean(), expected)
+
+
+def test_llava_pipeline_refuses_what_it_cannot_pad_with_one_line():
+    model = LlavaModel(LlavaConfigTiny())
+    batch = _llava_batch()
+    left_padded = {**batch, "attention_mask": batch["attention_mask"].flip(1)}
+    too_long = {**batch, "input_ids": batch["input_ids"].repeat(1, 60)}
+    too_long["labels"] = too_long["input_ids"].clamp(min=-100)
+    few_images = {**batch, "images": batch["images"][:2]}
+    wrongs = [(left_padded, "right-padded"), (too_long, "exceeds the language model's"),
+              (few_images, "4 image placeholders")]  # fmt: skip
+    for wrong, reason in wrongs:
+        with pytest.raises(ConfigError, match=reason) as error:
+            llava_pipeline_batch(wrong, model)
+        assert "\n" not in str(error.value)

@@ -13,7 +13,10 @@
 * Data parallelism: each language and vision layer is its own FSDP/DDP unit; the root (LLaVA)
   holds the embeddings, norms, output layer and projector (the language model's embedding is
   called by LLaVA outside the language model's forward, so the language model cannot be a unit).
-* Pipeline parallelism is refused (see ``llava_problems``).
+* Pipeline parallelism (``optica.models.vlm.llava.pipeline``): the first stage runs the vision
+  tower, the projector, the splice and the first language layers; the spliced sequence is padded
+  to the language model's ``seq_length`` so every stage sends one shape. Not with CP (refused by
+  the strategy) nor SP.
 """
 
 from __future__ import annotations
@@ -45,7 +48,12 @@ from optica.models.vision.parallelize import (
     parallelize_encoder_layers,
     vision_shape,
 )
-from optica.models.vlm.llava.model import LlavaConfig, LlavaModel, VisionProjection
+from optica.models.vlm.llava.model import LlavaConfig, VisionProjection
+from optica.models.vlm.llava.pipeline import (
+    LlavaStage,
+    llava_pipeline_batch,
+    llava_pipeline_stages,
+)
 from optica.models.vlm.llava.splice import IGNORE_INDEX, expand_labels
 from optica.run.errors import ConfigError
 
@@ -69,11 +77,6 @@ def llava_problems(config: LlavaConfig, sizes: dict[str, int]) -> list[str]:
         found.append(
             "sequence_parallel with LLaVA is not supported yet (image features are spliced "
             "into the whole sequence right before the language model); use TP alone"
-        )
-    if sizes["pp"] > 1:
-        found.append(
-            "(the first stage would run the vision tower, and spliced sequences change length "
-            "from batch to batch: use TP, CP or FSDP)"
         )
     return found
 
@@ -160,22 +163,25 @@ def _pad_sequence(values: torch.Tensor, length: int, fill: float = 0) -> torch.T
     return torch.cat([values, pad], dim=1)
 
 
-def parallelize_llava(model: LlavaModel, mesh: DeviceMesh, config: ParallelConfig) -> None:
-    """TP (language model, vision tower, projector) → CP (language model) → activation
-    checkpointing → compile → FSDP or DDP over data × context, per layer then at the root."""
-    language = model.language_model
+def parallelize_llava(part: nn.Module, mesh: DeviceMesh, config: ParallelConfig) -> None:
+    """Applies the plan to a ``LlavaModel`` or one ``LlavaStage``: TP (language model, vision
+    tower, projector) → CP (language model) → activation checkpointing → compile → FSDP or DDP
+    over data × context, per layer then at the root."""
+    model = part.llava if isinstance(part, LlavaStage) else part
+    language = part.language if isinstance(part, LlavaStage) else part.language_model
     language_layers = llama_layers(language)
-    vision_layers = encoder_layers(model.vision_model)
+    vision_layers = encoder_layers(model.vision_model) if model is not None else []
     if mesh["tp"].size() > 1:
         apply_llama_tensor_parallel(language, mesh["tp"], sequence_parallel=False)
-        apply_projector_tensor_parallel(model.vision_projection, mesh["tp"])
-    if mesh["cp"].size() > 1:
+        if model is not None:
+            apply_projector_tensor_parallel(model.vision_projection, mesh["tp"])
+    if mesh["cp"].size() > 1:  # NOTE: never a stage (CP with PP is refused)
         apply_language_context_parallel(language, mesh["cp"])
     parallelize_encoder_layers(vision_layers, mesh, config)  # TP, AC, compile
     apply_activation_checkpointing(language_layers, config)
     if config.compile:
         compile_layers(language_layers)
-    apply_data_parallel(model, language_layers + vision_layers, mesh["dp_cp"], config)
+    apply_data_parallel(part, language_layers + vision_layers, mesh["dp_cp"], config)
 
 
 PLAN = ParallelPlan(
@@ -185,4 +191,6 @@ PLAN = ParallelPlan(
     problems=llava_problems,
     pads_for_context_parallel=True,
     split_batch=split_llava_batch,
+    pipeline_stages=llava_pipeline_stages,
+    pipeline_batch=llava_pipeline_batch,
 )
