@@ -188,8 +188,10 @@ def test_cancel_stops_the_whole_process_group(tmp_path):
     job = make_job(tmp_path, Script(inline=inline))
     executor = LocalExecutor()
     handle = executor.launch(job, detach=True)
-    wait_until(lambda: job.path("background.pid").exists() and job.state() is State.RUNNING)
-    pgid, background = job.status()["pgid"], int(job.path("background.pid").read_text())
+    pid_file = job.path("background.pid")  # the shell creates it, then writes the pid
+    wait_until(lambda: pid_file.exists() and pid_file.read_text().strip() != "")
+    wait_until(lambda: job.state() is State.RUNNING)
+    pgid, background = job.status()["pgid"], int(pid_file.read_text())
     assert background in group_members(pgid)
     executor.cancel(job, handle)
     assert executor.status(job) is State.CANCELLED
