@@ -17,7 +17,7 @@ import torch
 
 from optica.models.modules.parallel import load_balanced_positions
 from optica.run.errors import ConfigError
-from optica.train.module import IGNORE_INDEX
+from optica.train.module import IGNORE_INDEX, shift_labels
 
 _UNSUPPORTED = ("packed_seq_params", "images", "inputs_embeds")
 
@@ -32,8 +32,7 @@ def split_for_context_parallel(batch: dict[str, Any], rank: int, size: int) -> d
     split = {key: _slice(value, batch_size, seq_len, index) for key, value in batch.items()}
     split.pop("attention_mask", None)
     split.setdefault("position_ids", index.expand(batch_size, -1))
-    labels = batch["labels"]
-    next_labels = torch.cat([labels[:, 1:], torch.full_like(labels[:, :1], IGNORE_INDEX)], dim=1)
+    next_labels = shift_labels(batch["labels"])
     split["next_labels"] = next_labels[:, index]
     learned = (next_labels != IGNORE_INDEX).sum().clamp(min=1)
     split["loss_denominator"] = learned.float() / size
