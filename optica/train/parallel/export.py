@@ -81,17 +81,12 @@ def export_training_to_hf(
 def _lightning_file_model(ckpt: Path) -> tuple[Any, dict[str, torch.Tensor]]:
     """(model config, weights) of a one-process Lightning checkpoint: the config from its run's
     ``config.yaml`` (``<run>/checkpoints/<name>.ckpt``), the weights from the file."""
-    from optica import run
-
-    file = ckpt.parent.parent / RUN_CONFIG
-    task = run.load_file(file) if file.is_file() else None
-    model = getattr(task, "model", None)
-    if model is None:
+    file, built = _run_setting(ckpt, "model")
+    if built is None:
         raise ConfigError(
             f"{ckpt} is a one-process Lightning checkpoint and {file} has no model to rebuild "
             "it with (runs launched by optica finetune/pretrain or run.run write one)"
         )
-    built = run.build(model) if hasattr(model, "__fn_or_cls__") else model
     try:
         state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
     except (OSError, RuntimeError, KeyError, EOFError) as err:
@@ -143,16 +138,23 @@ def _run_peft(ckpt: Path, state: dict[str, torch.Tensor], merge_lora: bool) -> A
             f"{ckpt} holds LoRA adapters ({adapters[0]}, ...): export with --merge-lora "
             "(export_ckpt(..., merge_lora=True)) to fold them into the base weights"
         )
-    from optica import run
-
-    file = ckpt.parent.parent / RUN_CONFIG
-    task = run.load_file(file) if file.is_file() else None
-    peft = getattr(task, "peft", None)
+    file, peft = _run_setting(ckpt, "peft")
     if peft is None:
         raise ConfigError(
             f"{ckpt} holds LoRA adapters but {file} has no peft settings to merge them with"
         )
-    return run.build(peft) if hasattr(peft, "__fn_or_cls__") else peft
+    return peft
+
+
+def _run_setting(ckpt: Path, name: str) -> tuple[Path, Any]:
+    """(the run's ``config.yaml`` beside ``<run>/checkpoints/<ckpt>``, its task's ``name`` built),
+    the setting None when the file or the setting is missing."""
+    from optica import run
+
+    file = ckpt.parent.parent / RUN_CONFIG
+    task = run.load_file(file) if file.is_file() else None
+    value = getattr(task, name, None)
+    return file, run.build(value) if hasattr(value, "__fn_or_cls__") else value
 
 
 def _write_hf(
