@@ -42,6 +42,11 @@ def _expanded_positions(sample: Sample, image_token_len: int) -> torch.Tensor:
     return torch.cat(ranges)
 
 
+def stack_batch(items: list[dict]) -> dict:
+    """Stacks same-shaped tensors key by key (classification batches: ``images``, ``labels``)."""
+    return {key: torch.stack([item[key] for item in items]) for key in items[0]}
+
+
 def packed_params(document_ids: torch.Tensor):
     """The model's packing description (imported here: ``optica.models`` is heavy)."""
     from optica.models.modules.masks import PackedSeqParams

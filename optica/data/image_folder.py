@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from optica.data.collate import stack_batch
 from optica.data.errors import DataConfigError
 from optica.data.images import HALF, ImageProcessor
 from optica.data.module import OpticaDataModule
@@ -23,13 +24,17 @@ from optica.data.module import OpticaDataModule
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
 
-def find_classes(folder: Path) -> list[str]:
-    """Sorted names of the sub-folders of ``folder`` (one per class)."""
+def _subfolders(folder: Path) -> list[str]:
     if not folder.is_dir():
         raise DataConfigError(
             f"image folder {folder} does not exist (want one sub-folder per class)"
         )
-    classes = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def find_classes(folder: Path) -> list[str]:
+    """Sorted names of the sub-folders of ``folder`` (one per class)."""
+    classes = _subfolders(folder)
     if not classes:
         raise DataConfigError(f"image folder {folder} has no class sub-folders")
     return classes
@@ -37,8 +42,7 @@ def find_classes(folder: Path) -> list[str]:
 
 def list_images(folder: Path, classes: list[str]) -> list[tuple[Path, int]]:
     """``(file, class index)`` for every image under the class folders, in a stable order."""
-    found = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
-    unknown = [name for name in found if name not in classes]
+    unknown = [name for name in _subfolders(folder) if name not in classes]
     if unknown:
         raise DataConfigError(
             f"{folder}: class folder '{unknown[0]}' is not a training class ({', '.join(classes)})"
@@ -68,10 +72,6 @@ class ImageFolderDataset(Dataset):
         with Image.open(path) as image:
             pixels = self.processor(image)
         return {"images": pixels, "labels": torch.tensor(label)}
-
-
-def stack_batch(items: list[dict]) -> dict:
-    return {key: torch.stack([item[key] for item in items]) for key in items[0]}
 
 
 class ImageFolderDataModule(OpticaDataModule):

@@ -14,7 +14,7 @@ import torch
 from torch.utils.data import Dataset
 
 from optica.data.build import pad_id
-from optica.data.collate import Collator
+from optica.data.collate import Collator, stack_batch
 from optica.data.config import IGNORE_INDEX, IMAGE_TOKEN_ID, VisionGeometry
 from optica.data.conversation import parse_conversation
 from optica.data.errors import DataConfigError
@@ -157,10 +157,6 @@ class ShapesClassification(Dataset):
         return {"images": self.processor(sample.image), "labels": torch.tensor(target)}
 
 
-def _stack(items: list[dict]) -> dict:
-    return {key: torch.stack([item[key] for item in items]) for key in items[0]}
-
-
 class ShapesClassificationDataModule(OpticaDataModule):
     """Shapes for a ViT classifier: batches ``{"images": [B, 3, H, W], "labels": [B]}``.
 
@@ -203,7 +199,7 @@ class ShapesClassificationDataModule(OpticaDataModule):
         return ShapesClassification(self.shapes, split, size, self.label) if size else None
 
     def collator(self):
-        return _stack
+        return stack_batch
 
 
 class MockDataset(Dataset):
@@ -298,7 +294,7 @@ class MockDataModule(OpticaDataModule):
 
     def collator(self) -> Collator | Callable[[list[dict]], dict]:
         if self.num_classes is not None or not self.num_images:
-            return _stack
+            return stack_batch
         return Collator(0, self.image_size, image_token_len=self.image_token_len)
 
 
