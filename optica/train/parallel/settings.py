@@ -149,7 +149,17 @@ class ParallelSettings:
 
     def option_problems(self) -> list[str]:
         """Settings that are wrong whatever the model (checked at construction)."""
-        found = []
+        found = [
+            f"{name} must be a positive integer, got {value!r}"
+            for name, value, optional in (
+                ("tensor_model_parallel_size", self.tp, False),
+                ("pipeline_model_parallel_size", self.pp, False),
+                ("context_parallel_size", self.cp, False),
+                ("virtual_pipeline_model_parallel_size", self.vp, True),
+                ("pipeline_microbatches", self.pipeline_microbatches, True),
+            )
+            if not (optional and value is None) and not _positive_int(value)
+        ]
         for name, value, allowed in (
             ("data_parallel_sharding", self.data_parallel_sharding, DP_SHARDINGS),
             ("activation_checkpointing", self.activation_checkpointing, AC_MODES),
@@ -167,3 +177,7 @@ class ParallelSettings:
         if (self.pipeline_schedule == "interleaved_1f1b") != (self.vp is not None):
             found.append("interleaved_1f1b goes with virtual_pipeline_model_parallel_size")
         return found
+
+
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1

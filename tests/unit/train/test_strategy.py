@@ -121,6 +121,13 @@ def test_pipeline_microbatches_must_divide_the_micro_batch():
             {"pipeline_model_parallel_size": 2, "context_parallel_size": 2},
             "context parallelism with pipeline parallelism is not supported yet",
         ),
+        ({"tensor_model_parallel_size": 0}, "tensor_model_parallel_size must be a positive"),
+        ({"context_parallel_size": -1}, "context_parallel_size must be a positive integer"),
+        (
+            {"pipeline_model_parallel_size": 2, "virtual_pipeline_model_parallel_size": 0},
+            "virtual_pipeline_model_parallel_size must be a positive integer, got 0",
+        ),
+        ({"pipeline_microbatches": -2}, "pipeline_microbatches must be a positive integer"),
     ],
 )
 def test_bad_options_fail_at_construction_in_one_line(settings, expected):
