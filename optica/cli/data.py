@@ -89,8 +89,13 @@ def _dataset(args: argparse.Namespace):
 
 def inspect_command(args: argparse.Namespace) -> int:
     from optica.data.diagnose import describe
+    from optica.data.errors import DataConfigError
 
     dataset = _dataset(args)
+    if not 0 <= args.start < len(dataset):
+        raise DataConfigError(
+            f"--start {args.start}: the data has {len(dataset)} samples (0..{len(dataset) - 1})"
+        )
     end = min(len(dataset), args.start + max(0, args.limit))
     for index in range(args.start, end):
         print(json.dumps(describe(dataset, index, check_images=args.check_images)))

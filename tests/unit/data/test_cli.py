@@ -153,3 +153,11 @@ def test_data_command_is_wired_into_the_optica_cli(setup, capsys):
     )
     assert code == 0
     assert json.loads(capsys.readouterr().out)["samples"] == 4
+
+
+@pytest.mark.parametrize("start", ["-1", "4"])
+def test_inspect_start_out_of_range_is_one_line(setup, capsys, start):
+    path, _, tokenizer = setup
+    args = ["data", "inspect", "--data-path", str(path), "--tokenizer", str(tokenizer)]
+    with pytest.raises(DataConfigError, match=r"--start .*4 samples"):
+        run(capsys, *args, "--start", start)
