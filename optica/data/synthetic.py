@@ -17,7 +17,7 @@ from optica.data.build import pad_id
 from optica.data.collate import Collator, stack_batch
 from optica.data.config import IGNORE_INDEX, IMAGE_TOKEN_ID, VisionGeometry
 from optica.data.conversation import parse_conversation
-from optica.data.errors import DataConfigError
+from optica.data.errors import DataConfigError, check_policy
 from optica.data.images import HALF, ImageProcessor
 from optica.data.module import OpticaDataModule
 from optica.data.sample import Sample, SampleEncoder
@@ -187,6 +187,7 @@ class ShapesClassificationDataModule(OpticaDataModule):
             data_parallel_rank=data_parallel_rank,
             data_parallel_size=data_parallel_size,
         )
+        check_policy(label, "label", ("shape", "colour"))
         self.shapes, self.label = shapes or ShapesConfig(), label
         self.sizes = {"train": num_train_samples, "val": num_val_samples}
 

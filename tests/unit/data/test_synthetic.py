@@ -85,6 +85,12 @@ def test_classification_labels_are_the_shape():
         assert dataset.classes[int(dataset[index]["labels"])] == obj.kind
 
 
+def test_classification_label_is_shape_or_colour():
+    assert ShapesClassificationDataModule(label="colour").num_classes == len(CONFIG.colours)
+    with pytest.raises(DataConfigError, match="label='color': expected one of shape, colour"):
+        ShapesClassificationDataModule(label="color")
+
+
 def test_shapes_datamodule_batches_and_tokens():
     dm = ShapesDataModule(
         num_train_samples=64, num_val_samples=8, micro_batch_size=8, global_batch_size=8
