@@ -95,6 +95,8 @@ def test_what_learns_is_read_from_the_model():
 def test_a_bad_peak_is_one_clear_error():
     with pytest.raises(ConfigError, match="log.throughput.peak_tflops"):
         ThroughputConfig(peak_tflops=0)
+    with pytest.raises(ConfigError, match="log.throughput.warmup_steps must be >= 0"):
+        ThroughputConfig(warmup_steps=-1)
 
 
 class Tokens(Dataset):
