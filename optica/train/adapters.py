@@ -115,7 +115,10 @@ def peft_from_config(config: dict[str, Any]) -> LoRA | Freeze:
     kind = settings.pop("kind")
     if kind not in PEFT_KINDS:
         raise ConfigError(f"adapter config: unknown peft kind {kind!r}; one of {list(PEFT_KINDS)}")
-    return PEFT_KINDS[kind](**settings)
+    try:
+        return PEFT_KINDS[kind](**settings)
+    except TypeError as err:  # a field this version of optica does not have
+        raise ConfigError(f"adapter config: {kind} settings do not fit: {err}") from None
 
 
 def load_adapters(model: nn.Module, directory: str | os.PathLike[str]) -> nn.Module:

@@ -80,6 +80,11 @@ def test_what_does_not_fit_is_one_line(tmp_path):
         ConfigError, match="does not fit LlamaModel .other shape.; is this its base"
     ):
         load_adapters(base(hidden_size=32, ffn_hidden_size=64), folder)
+    config = json.loads((folder / ADAPTER_CONFIG).read_text())
+    config["peft"]["rank"] = 2  # a field LoRA does not have
+    (folder / ADAPTER_CONFIG).write_text(json.dumps(config))
+    with pytest.raises(ConfigError, match="lora settings do not fit: .*'rank'"):
+        load_adapters(base(), folder)
     (folder / ADAPTER_CONFIG).write_text("{not json")
     with pytest.raises(ConfigError, match="is not an optica adapter config"):
         load_adapters(base(), folder)
