@@ -112,7 +112,7 @@ def read_losses(run_dir: Path) -> list[float]:
 
 
 def train_all(exp_dir: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Several runs one after another in the same processes: ``{name: losses or error}``."""
+    """Several runs one after another in the same processes: ``{name: losses}``."""
     return {spec["name"]: _attempt(exp_dir, spec) for spec in runs}
 
 
