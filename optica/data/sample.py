@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from optica.data.config import DEFAULT_IMAGE_TOKEN, IGNORE_INDEX, ImageToken
+from optica.data.config import DEFAULT_IMAGE_TOKEN, ImageToken
 from optica.data.conversation import Conversation
 from optica.data.encoding import SegmentTokenizer, Tokens
 from optica.data.errors import BadSampleError, DataError, Problem, bad_sample
@@ -171,8 +171,3 @@ def stack_images(images: list[torch.Tensor]) -> torch.Tensor:
     if len(images) == 1:
         return images[0].unsqueeze(0)
     return torch.from_numpy(np.stack([image.numpy() for image in images]))
-
-
-def ignore_mask(labels: torch.Tensor) -> torch.Tensor:
-    """True where a label is learned."""
-    return labels != IGNORE_INDEX
