@@ -162,6 +162,8 @@ def convert_llava(
 
 
 def _check_output(output: Path, overwrite: bool) -> None:
+    if output.exists() and not output.is_dir():
+        raise DataError(f"{output} is a file, not a dataset folder")
     if output.exists() and any(output.iterdir()) and not overwrite:
         raise DataError(f"{output} exists and is not empty (--overwrite replaces it)")
 

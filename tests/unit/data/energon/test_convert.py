@@ -114,6 +114,15 @@ def test_cli_converts_and_reports_bad_input_in_one_line(tmp_path, capsys):
     assert err.count("\n") == 1 and "sample 'lost'" in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_output_that_is_a_file_is_one_clear_line(tmp_path, overwrite):
+    data, images = make_data(tmp_path, RECORDS[:1])
+    (tmp_path / "out").write_text("not a folder")
+    with pytest.raises(DataError, match="is a file, not a dataset folder"):
+        convert_llava(data, tmp_path / "out", image_folder=images, overwrite=overwrite)
+    assert (tmp_path / "out").read_text() == "not a folder"
+
+
 def test_unprepared_folder_is_one_clear_line(tmp_path, converted):
     _, _, shards = converted
     bare = tmp_path / "bare"
