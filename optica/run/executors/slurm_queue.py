@@ -56,23 +56,6 @@ class SlurmJobState:
 
     state: str
     reason: str = ""
-    ended: str = ""  # ISO end time, when the job has ended
-
-    @property
-    def optica_state(self) -> State | None:
-        return _STATES.get(self.state)
-
-
-GONE = SlurmJobState("GONE")  # no Slurm tool knows the job any more
-_NOT_FOUND = "not found"
-
-
-@dataclass(frozen=True)
-class SlurmJobState:
-    """What Slurm says about one job; ``state`` is Slurm's word (``TIMEOUT``, ``PENDING``...)."""
-
-    state: str
-    reason: str = ""
     ended: str = ""  # ISO end time, once the job has ended
 
     @property
