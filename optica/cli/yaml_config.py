@@ -234,10 +234,20 @@ def _factory(kind: Any, block: dict, where: str) -> tuple[registry.Factory, dict
     return found[preset], block
 
 
+def _call_preset(factory: registry.Factory, fields: dict, where: str) -> run.Config:
+    """Calls the preset's factory with the keys that are its own parameters (they leave
+    ``fields``), e.g. ``image_folder``'s ``root``; a required one missing is one error line."""
+    params = inspect.signature(factory.fn).parameters
+    missing = [n for n, p in params.items() if p.default is p.empty and n not in fields]
+    if missing:
+        raise ConfigError(f"{where}: preset '{factory.name}' needs {', '.join(missing)}")
+    return factory.fn(**{key: fields.pop(key) for key in list(fields) if key in params})
+
+
 def model(block: dict, where: str) -> run.Config:
     """The preset's model config, with the block's other keys set on its architecture."""
     factory, fields = _factory(nn.Module, block, where)
-    config = factory.fn()
+    config = _call_preset(factory, fields, where)
     architecture = config.config
     known = _fields(architecture.__fn_or_cls__)
     _check_keys(fields, known, where)
@@ -256,7 +266,7 @@ def data(block: dict, batch: dict, where: str) -> run.Config:
     import lightning.pytorch as pl
 
     factory, fields = _factory(pl.LightningDataModule, block, where)
-    config = factory.fn()
+    config = _call_preset(factory, fields, where)
     _check_keys(fields, _fields(config.__fn_or_cls__), where)
     for key, value in {**fields, **batch}.items():
         setattr(config, key, value)

@@ -61,6 +61,19 @@ def test_unknown_seed_key_is_one_line(tmp_path, capsys, block, wrong, hint):
     assert len(err.splitlines()) == 1 and hint in err and f"{block}" in err
 
 
+def test_seed_data_preset_takes_its_factory_parameters(tmp_path, capsys):
+    """``image_folder``'s required ``root`` comes from the block; without it, one line."""
+    text = "name: v\nmodel: {preset: vit_tiny}\ndata: {preset: image_folder, root: /photos}\n"
+    config = tmp_path / "vit.yaml"
+    config.write_text(text)
+    assert main(["finetune", "--config", str(config), "--dryrun"]) == 0
+    assert "root: /photos" in capsys.readouterr().out
+    config.write_text(text.replace(", root: /photos", ""))
+    assert main(["finetune", "--config", str(config), "--dryrun"]) != 0
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "needs root" in err
+
+
 def test_lora_from_the_command_line_trains_adapters_only(tmp_path):
     frozen = ["peft.freeze_vision_model=true", "peft.freeze_vision_projection=true"]
     argv = ["finetune", "--factory", "llava_tiny", "--yes", f"log.exp_dir={tmp_path}"]
