@@ -56,6 +56,13 @@ def call_factory(found: registry.Factory, args: list[str], kwargs: dict[str, str
             raise ConfigError(
                 f"factory '{found.name}' has no parameter '{key}'{did_you_mean(key, params)}"
             )
+    given = {*params[: len(args)], *kwargs}
+    signature = inspect.signature(found.fn).parameters.values()
+    required = [p.name for p in signature if p.default is p.empty]
+    if missing := [name for name in required if name not in given]:
+        raise ConfigError(
+            f"factory '{found.name}' needs {', '.join(missing)}: {found.name}({missing[0]}=...)"
+        )
     parsed_args = [parse_value(a, hints.get(p, Any)) for a, p in zip(args, params)]
     parsed_kwargs = {k: parse_value(v, hints.get(k, Any)) for k, v in kwargs.items()}
     return found.fn(*parsed_args, **parsed_kwargs)

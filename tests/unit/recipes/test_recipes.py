@@ -79,3 +79,12 @@ def test_tiny_llava_vocabulary_matches_the_shapes_tokenizer():
     data = run.build(task.data)
     model = run.build(task.model)
     assert model.config.language_transformer_config.vocab_size == len(data.tokenizer)
+
+
+def test_factory_missing_a_required_parameter_is_one_line(capsys):
+    argv = ["finetune", "--factory", "vit_tiny", "data=image_folder", "--dryrun"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "factory 'image_folder' needs root: image_folder(root=...)" in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert main([*argv[:3], "data=image_folder(root=photos)", "--dryrun"]) == 0
