@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from optica.models.modules.kv_cache import KVCache
+from optica.models.modules.masks import build_attention_mask
 from optica.models.modules.rope import apply_rotary
 
 
@@ -117,7 +118,7 @@ class SelfAttention(nn.Module):
         rope: tuple[torch.Tensor, torch.Tensor] | None = None,
         mask: torch.Tensor | None = None,
         kv_cache: KVCache | None = None,
-        queries: int | None = None,
+        queries: slice | None = None,
     ) -> torch.Tensor:
         """Attends ``x`` [B, T, hidden] to itself (and to cached tokens) → [B, T, hidden].
 
@@ -126,23 +127,48 @@ class SelfAttention(nn.Module):
             rope: ``(cos, sin)`` [B, T, head_dim] for these tokens, or None (no rotary).
             mask: Boolean mask [B or 1, 1, T, S] from ``build_attention_mask``, or None.
             kv_cache: Receives this layer's new keys/values and supplies the earlier ones.
-            queries: Only the first this many tokens query (encoders only): keys and values still
-                come from every token, the output is [B, queries, hidden].
+            queries: Only these tokens query (keys and values still come from every token); the
+                output is [B, len(queries), hidden]. Encoders take any range (a classifier's
+                class token: ``slice(0, 1)``), decoders a suffix ``slice(start, None)``: a
+                training loss that reads no output before ``start`` (LLaVA's image and prompt).
         """
         batch, seq_len, _ = x.shape
         q, k, v = self._project(x)
         if rope is not None:
             q, k = apply_rotary(q, *rope), apply_rotary(k, *rope)
         if queries is not None:
-            if self.causal:
-                raise ValueError("queries= is for bidirectional (encoder) attention only")
-            q, seq_len = q[:, :queries], min(queries, seq_len)
+            mask = self._query_rows(mask, queries, seq_len, x.device, kv_cache)
+            q = q[:, queries]
+            seq_len = q.shape[1]
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
         if kv_cache is not None:
             k, v = kv_cache.append(self.layer_idx, k, v)
         dropout = self.dropout if self.training else 0.0
         out = self.core_attention(q, k, v, mask=mask, causal=self.causal, dropout=dropout)
         return self.linear_proj(out.transpose(1, 2).reshape(batch, seq_len, -1))
+
+    def _query_rows(
+        self,
+        mask: torch.Tensor | None,
+        queries: slice,
+        seq_len: int,
+        device: torch.device,
+        kv_cache: KVCache | None,
+    ) -> torch.Tensor | None:
+        """The mask's rows for ``queries``; for causal attention the causal mask of a query suffix
+        (SDPA's ``is_causal`` aligns a shorter query block to the first keys, not the last)."""
+        if kv_cache is not None or queries.step not in (None, 1):
+            raise ValueError("queries= takes a contiguous range and no KV cache")
+        start = queries.indices(seq_len)[0]
+        if self.causal and queries.stop not in (None, seq_len):
+            raise ValueError("causal attention takes a suffix of queries: slice(start, None)")
+        if mask is not None:
+            return mask[:, :, queries] if mask.shape[2] == seq_len else mask
+        if not self.causal:
+            return None
+        return build_attention_mask(
+            q_len=seq_len - start, k_len=seq_len, offset=start, device=device
+        )
 
     def _project(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Returns q [B, T, H, d], k and v [B, T, G, d] from the fused projection (H and G are

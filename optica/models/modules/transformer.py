@@ -49,14 +49,14 @@ class TransformerLayer(nn.Module):
         rope: tuple[torch.Tensor, torch.Tensor] | None = None,
         mask: torch.Tensor | None = None,
         kv_cache: KVCache | None = None,
-        queries: int | None = None,
+        queries: slice | None = None,
     ) -> torch.Tensor:
-        """Maps ``x`` [B, T, hidden] to [B, T, hidden] (``[B, queries, hidden]`` with ``queries``:
-        the first tokens' outputs alone); arguments as in ``SelfAttention``."""
+        """Maps ``x`` [B, T, hidden] to [B, T, hidden] (``[B, len(queries), hidden]`` with
+        ``queries``: those tokens' outputs alone); arguments as in ``SelfAttention``."""
         extra = {} if queries is None else {"queries": queries}
         normed = self.input_layernorm(x)
         attn = self.self_attention(normed, rope=rope, mask=mask, kv_cache=kv_cache, **extra)
-        x = x if queries is None else x[:, :queries]
+        x = x if queries is None else x[:, queries]
         x = x + self.hidden_dropout(attn)
         return x + self.hidden_dropout(self.mlp(self.pre_mlp_layernorm(x)))
 
@@ -84,7 +84,7 @@ class TransformerBlock(nn.Module):
         mask: torch.Tensor | None = None,
         kv_cache: KVCache | None = None,
         stop_at: int | None = None,
-        last_queries: int | None = None,
+        last_queries: slice | None = None,
     ) -> torch.Tensor:
         """Runs every layer, then the final norm; shapes as in ``TransformerLayer``.
 
@@ -92,9 +92,10 @@ class TransformerBlock(nn.Module):
             stop_at: Run only the first ``stop_at`` layers and skip the final norm: the hidden state
                 a feature extractor takes from inside the stack (LLaVA's ``vision_feature_layer``),
                 without paying for the layers after it.
-            last_queries: Return only the first this many tokens' states, computing the last
-                layer's queries, projection and MLP for them alone (a classifier that reads its
-                class token needs nothing else). Encoders only.
+            last_queries: Return only these tokens' states, computing the last layer's queries,
+                projection and MLP for them alone: a classifier reads its class token
+                (``slice(0, 1)``), a decoder's training loss nothing before its first learned
+                label (``slice(start, None)``).
         """
         layers = self.layers if stop_at is None else self.layers[:stop_at]
         for index, layer in enumerate(layers):

@@ -206,7 +206,8 @@ class VisionTransformer(OpticaModel):
         x = self.embed(images)
         if feature_layer is None:
             hooked = self.decoder._forward_pre_hooks or self.decoder._forward_hooks
-            return self.decoder(x, last_queries=None if hooked else first_tokens)
+            last = None if hooked or first_tokens is None else slice(0, first_tokens)
+            return self.decoder(x, last_queries=last)
         return self.decoder(x, stop_at=feature_layer_depth(feature_layer, self.config.num_layers))
 
     def hidden_states(self, images: torch.Tensor) -> list[torch.Tensor]:

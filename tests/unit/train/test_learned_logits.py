@@ -93,3 +93,51 @@ def test_a_hooked_layer_stack_gets_every_token():
     model.backbone.decoder.register_forward_hook(lambda m, a, out: seen.append(out.shape[1]))
     model.eval()(torch.zeros(1, 3, 32, 32))
     assert seen == [model.config.seq_length]
+
+
+def _suffix_case(config, **inputs) -> None:
+    """``logits_at`` with nothing read before position 5 in any row: the last layer runs only
+    from there (its output is shorter), with the same logits and gradients as the full pass."""
+    model = LlamaModel(config).init_weights(seed=0)
+    ids = torch.randint(0, 250, (2, 12), generator=torch.Generator().manual_seed(6))
+    learned = torch.zeros(2, 12, dtype=torch.bool)
+    learned[0, 5:9], learned[1, 7:11] = True, True
+    weights = torch.randn(int(learned.sum()), config.vocab_size)
+    lengths = []
+    hook = model.decoder.layers[-1].register_forward_hook(
+        lambda m, a, out: lengths.append(out.shape[1])
+    )
+    short = model(ids, logits_at=learned, **inputs)
+    (short * weights).sum().backward()
+    short_grads = _grads(model)
+    model.zero_grad(set_to_none=True)
+    full = model(ids, **inputs)[learned]
+    (full * weights).sum().backward()
+    hook.remove()
+    assert lengths == [12 - 5, 12]
+    _assert_same(short, full, short_grads, _grads(model))
+
+
+def test_language_model_last_layer_starts_at_the_first_position_read():
+    _suffix_case(LlamaConfigTiny())
+
+
+def test_last_layer_suffix_keeps_padding_packing_and_sliding_window():
+    from optica.models.modules.masks import PackedSeqParams
+
+    padding = torch.ones(2, 12, dtype=torch.long)
+    padding[1, 11:] = 0
+    _suffix_case(LlamaConfigTiny(), attention_mask=padding)
+    _suffix_case(
+        LlamaConfigTiny(), packed_seq_params=PackedSeqParams(cu_seqlens=torch.tensor([0, 6, 12]))
+    )
+    _suffix_case(LlamaConfigTiny(sliding_window=4))
+
+
+def test_causal_queries_must_be_a_suffix():
+    import pytest
+
+    model = LlamaModel(LlamaConfigTiny()).init_weights(seed=0)
+    layer = model.decoder.layers[0]
+    with pytest.raises(ValueError, match="suffix"):
+        layer(torch.randn(1, 6, model.config.hidden_size), queries=slice(0, 3))

@@ -162,7 +162,8 @@ class LlamaModel(OpticaModel):
             logits_at: Boolean [B, T]: compute logits only at these positions, returned as
                 [N, vocab_size] in row-major order. A training loss needs them only where a
                 label is learned; the output layer and the softmax over the vocabulary then skip
-                prompts, image tokens and padding.
+                prompts, image tokens and padding, and the last layer every position before the
+                first one read.
         """
         hidden = self._embed(input_ids, inputs_embeds)
         batch, seq_len = hidden.shape[:2]
@@ -172,8 +173,26 @@ class LlamaModel(OpticaModel):
             position_ids = _default_positions(batch, seq_len, offset, documents, hidden.device)
         mask = self._mask(attention_mask, documents, seq_len, offset, hidden.device)
         rope = self.rotary_pos_emb(position_ids, hidden.dtype)
-        hidden = self.decoder(hidden, rope=rope, mask=mask, kv_cache=kv_cache)
-        return self._logits(hidden if logits_at is None else hidden[logits_at])
+        read = self._positions_read(logits_at, kv_cache)
+        hidden = self.decoder(hidden, rope=rope, mask=mask, kv_cache=kv_cache, last_queries=read)
+        if logits_at is not None:
+            hidden = hidden[logits_at if read is None else logits_at[:, read]]
+        return self._logits(hidden)
+
+    def _positions_read(
+        self, logits_at: torch.Tensor | None, kv_cache: KVCache | None
+    ) -> slice | None:
+        """The suffix of positions ``logits_at`` reads, from the first one any row reads: the last
+        layer computes queries, projection and MLP for it alone (earlier layers still run every
+        position: later ones attend to them). None when everything is read, or when a hook
+        rewrites the layer stack (a parallel plan's sequence split)."""
+        if logits_at is None or kv_cache is not None:
+            return None
+        if self.decoder._forward_pre_hooks or self.decoder._forward_hooks:
+            return None
+        read = logits_at.any(dim=0).nonzero()
+        start = int(read[0]) if len(read) else 0
+        return slice(start, None) if start > 0 else None
 
     def _embed(
         self, input_ids: torch.Tensor | None, inputs_embeds: torch.Tensor | None
