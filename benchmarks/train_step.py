@@ -9,6 +9,11 @@ both see the same machine load, checks that the first step's losses agree (ident
 batch must give the same loss), and reports the median step time after warm-up and the peak RSS
 of the training phase (reset after loading), in fp32 and in bf16 autocast, with the ratios.
 
+Each side's process starts as its users' would: optica's with the process defaults its command
+and launchers give every training process (:mod:`optica.run.runtime`: CPU tensors of 2 MB or
+more on transparent huge pages), transformers' without them. ``--reference-process-defaults``
+gives transformers' process the same defaults, to show how much of the difference they make.
+
 Models: a scaled-down LLaVA-1.5 (CLIP-like tower, feature layer -2, class token dropped, 2-layer
 GELU projector, Llama-like LM with LLaVA's 32064-token vocabulary; the tower frozen as in
 LLaVA-1.5's fine-tune) and a ViT-B/16 with fewer layers. ``--tiny`` shrinks both so a test can
@@ -32,6 +37,7 @@ from typing import Any
 import torch
 
 from benchmarks.common import median, peak_rss_mib, reset_peak_rss, rss_mib, table
+from optica.run.runtime import PROCESS_DEFAULTS, with_process_defaults
 
 MODELS = ("llava", "vit")
 PRECISIONS = ("fp32", "bf16")
@@ -241,7 +247,14 @@ class Worker:
     """The parent's handle on one side's subprocess."""
 
     def __init__(
-        self, side: str, model: str, workdir: Path, precision: str, compile_: bool, threads: int
+        self,
+        side: str,
+        model: str,
+        workdir: Path,
+        precision: str,
+        compile_: bool,
+        threads: int,
+        reference_defaults: bool = False,
     ):
         command = [sys.executable, "-m", "benchmarks.train_step", "worker", "--side", side]
         command += ["--model", model, "--dir", str(workdir), "--precision", precision]
@@ -250,6 +263,8 @@ class Worker:
         self.side = side
         root = Path(__file__).resolve().parent.parent
         env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+        if side == "optica" or reference_defaults:  # as optica starts its training processes
+            env = with_process_defaults(env)
         self.process = subprocess.Popen(
             command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=root, env=env
         )
@@ -288,9 +303,13 @@ def compare(
     warmup: int,
     compile_: bool,
     threads: int = 1,
+    reference_defaults: bool = False,
 ) -> dict[str, Any]:
     """Runs both sides interleaved; returns times, losses and memory per side."""
-    workers = [Worker(side, model, workdir, precision, compile_, threads) for side in SIDES]
+    workers = [
+        Worker(side, model, workdir, precision, compile_, threads, reference_defaults)
+        for side in SIDES
+    ]
     times: dict[str, list[float]] = {side: [] for side in SIDES}
     first_loss: dict[str, float] = {}
     try:
@@ -344,6 +363,7 @@ def run(
     warmup: int = 2,
     compile_: bool = False,
     threads: int = 1,
+    reference_defaults: bool = False,
 ) -> dict[str, Any]:
     """Every (model, precision) comparison; ``{"rows": [summary, ...], "shapes": {...}}``.
 
@@ -359,11 +379,12 @@ def run(
                 print(f"train_step: {model} {precision} ...", file=sys.stderr, flush=True)
                 rows.append(
                     compare(model, Path(tmp), precision, steps=steps, warmup=warmup,
-                            compile_=compile_, threads=threads)
+                            compile_=compile_, threads=threads,
+                            reference_defaults=reference_defaults)
                 )  # fmt: skip
     shapes = {m: SHAPES[m][size] for m in models}
     return {"rows": rows, "shapes": shapes, "size": size, "steps": steps, "warmup": warmup,
-            "threads": threads}  # fmt: skip
+            "threads": threads, "reference_defaults": reference_defaults}  # fmt: skip
 
 
 def report(result: dict[str, Any]) -> str:
@@ -416,7 +437,10 @@ def describe_shapes(result: dict[str, Any]) -> str:
     """The shapes and step counts behind the table, for RESULTS.md."""
     lines = [f"Shapes ({result['size']}), steps: {result['steps']} timed after "
              f"{result['warmup']} warm-up, interleaved, {result.get('threads', 1)} torch "
-             "thread(s) per side:"]  # fmt: skip
+             "thread(s) per side;"]  # fmt: skip
+    defaults = " ".join(f"{k}={v}" for k, v in PROCESS_DEFAULTS.items())
+    who = "both sides" if result.get("reference_defaults") else "optica's side only"
+    lines[0] += f" optica's process defaults ({defaults}) given to {who}:"
     for model, shape in result["shapes"].items():
         lines.append(f"- {model}: " + json.dumps(shape, sort_keys=True))
     return "\n".join(lines)
@@ -432,6 +456,11 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first")
     parser.add_argument("--compile", action="store_true", help="torch.compile optica's layers")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per side")
+    parser.add_argument(
+        "--reference-process-defaults",
+        action="store_true",
+        help="start transformers' process with optica's process defaults too (optica.run.runtime)",
+    )
     # worker-only
     parser.add_argument("--side", choices=SIDES)
     parser.add_argument("--model", choices=MODELS)
@@ -446,7 +475,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
         serve(args)
         return None
     result = run(tuple(args.models), tuple(args.precisions), tiny=args.tiny, steps=args.steps,
-                 warmup=args.warmup, compile_=args.compile, threads=args.threads)  # fmt: skip
+                 warmup=args.warmup, compile_=args.compile, threads=args.threads,
+                 reference_defaults=args.reference_process_defaults)  # fmt: skip
     print(report(result))
     return result
 

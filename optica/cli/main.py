@@ -10,11 +10,13 @@ import sys
 
 from optica.run.cli import registry
 from optica.run.errors import OpticaError, did_you_mean
+from optica.run.runtime import apply_process_defaults
 
 _USAGE = "usage: optica <command> [options] [key=value ...]   (optica <command> --help)"
 
 
 def main(argv: list[str] | None = None) -> int:
+    apply_process_defaults()  # before torch is imported: it reads them once
     argv = list(sys.argv[1:] if argv is None else argv)
     verbose = "--verbose" in argv or "-v" in argv
     try:

@@ -23,6 +23,7 @@ from optica.run.errors import TaskFailedError
 from optica.run.execute import execute
 from optica.run.experiment import Experiment, as_executor, default_task_name
 from optica.run.job import Job, State
+from optica.run.runtime import with_process_defaults
 from optica.run.script import Script
 from optica.run.task_io import check_round_trip
 
@@ -98,7 +99,9 @@ def describe(task: Any, executor: Any = None, name: str | None = None) -> str:
 def _run_direct(task: Any) -> Any:
     if not isinstance(task, Script):
         return execute(task)
-    returncode = subprocess.run(task.to_command(), env={**os.environ, **task.env}).returncode
+    returncode = subprocess.run(
+        task.to_command(), env={**with_process_defaults(os.environ), **task.env}
+    ).returncode
     if returncode != 0:
         raise TaskFailedError(
             f"script '{task.name}' failed with exit code {returncode}", returncode=returncode

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from optica.run.job import Job, State, now
+from optica.run.runtime import with_process_defaults
 
 KILL_GRACE_S = 5.0  # between SIGTERM and SIGKILL when cancelling
 _CHUNK = 65536
@@ -76,7 +77,11 @@ class Supervisor:
 
     def _start(self, command: dict[str, Any]) -> subprocess.Popen[bytes]:
         # NOTE: unbuffered Python output, or a task's prints reach the log only when it exits.
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", **command.get("env", {})}
+        env = {
+            **with_process_defaults(os.environ),
+            "PYTHONUNBUFFERED": "1",
+            **command.get("env", {}),
+        }
         env["OPTICA_JOB_DIR"] = str(self.job.dir)
         return subprocess.Popen(
             command["argv"],
