@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 
 from optica.data.errors import DataConfigError, check_policy
+from optica.data.resize import crop_resize
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -63,9 +64,9 @@ class ImageProcessor:
             image = expand_to_square(image, self.fill_colour())
         if self.aspect_ratio == "crop":
             scaled = cover_size(image.size, (width, height))
-            image = image.resize(scaled, resample=self.resample)
             left, top = (scaled[0] - width) // 2, (scaled[1] - height) // 2
-            return image.crop((left, top, left + width, top + height))
+            box = (left, top, left + width, top + height)
+            return crop_resize(image, scaled, box, self.resample)  # = resize(scaled).crop(box)
         if image.size != (width, height):
             image = image.resize((width, height), resample=self.resample)
         return image
