@@ -73,12 +73,11 @@ class ImageProcessor:
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
         rgb = image if image.mode == "RGB" else image.convert("RGB")  # convert copies even RGB
-        # NOTE: planar first: a lookup on a strided channel view was 4x slower than copy + lookup
-        planes = np.ascontiguousarray(np.asarray(self.geometry(rgb)).transpose(2, 0, 1))
+        pixels = np.asarray(self.geometry(rgb))  # uint8 [H, W, 3]
         lut = self._lookup()
-        out = np.empty(planes.shape, dtype=np.float32)  # [3, H, W]
-        for channel in range(3):  # a table lookup per channel normalises it
-            np.take(lut[channel], planes[channel], out=out[channel])
+        out = np.empty((3, *pixels.shape[:2]), dtype=np.float32)
+        for channel in range(3):  # a table lookup per channel: normalises and makes it [3, H, W]
+            np.take(lut[channel], pixels[..., channel], out=out[channel])
         return torch.from_numpy(out)
 
     def _lookup(self) -> np.ndarray:
