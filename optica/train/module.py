@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from optica.run.errors import ConfigError
 from optica.train.optim import OptimizerConfig, build_optimizer
 from optica.train.schedules import build_scheduler
 
@@ -123,8 +124,18 @@ class TrainingModule(pl.LightningModule):
             self._peft_applied = True
 
     def forward(self, batch: dict[str, Any]) -> torch.Tensor:
-        inputs = {k: v for k, v in batch.items() if k in self._accepted and k != "labels"}
-        return self.model(**inputs)
+        return self.model(**self._model_inputs(batch))
+
+    def _model_inputs(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """The batch entries the model's forward takes; images it cannot take are a mistake in
+        the data set-up (their placeholder ids would end in an embedding IndexError)."""
+        images = batch.get("images")
+        if images is not None and images.numel() and "images" not in self._accepted:
+            raise ConfigError(
+                f"the batches carry images but {type(self.model).__name__} takes none: train a "
+                "vision-language model, or use text-only data (MockDataModule(num_images=0))"
+            )
+        return {k: v for k, v in batch.items() if k in self._accepted and k != "labels"}
 
     def loss(self, batch: dict[str, Any]) -> torch.Tensor:
         if self.loss_runner is not None:
@@ -155,8 +166,7 @@ class TrainingModule(pl.LightningModule):
             labels = expand(batch["input_ids"], labels)
         targets = shift_labels(labels)
         learned = targets != IGNORE_INDEX
-        inputs = {k: v for k, v in batch.items() if k in self._accepted and k != "labels"}
-        logits = self.model(**inputs, logits_at=learned)
+        logits = self.model(**self._model_inputs(batch), logits_at=learned)
         return nn.functional.cross_entropy(logits.float(), targets[learned])
 
     def output_loss(self, logits: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:

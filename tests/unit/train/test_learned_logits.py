@@ -141,3 +141,18 @@ def test_causal_queries_must_be_a_suffix():
     layer = model.decoder.layers[0]
     with pytest.raises(ValueError, match="suffix"):
         layer(torch.randn(1, 6, model.config.hidden_size), queries=slice(0, 3))
+
+
+def test_images_for_a_model_that_takes_none_are_one_clear_error():
+    import pytest
+
+    from optica.data import MockDataModule
+    from optica.run.errors import ConfigError
+
+    model = LlamaModel(LlamaConfigTiny()).init_weights(seed=0)
+    data = MockDataModule(seq_length=16, micro_batch_size=2, global_batch_size=2,
+                          image_size=28, image_token_len=4, vocab_size=200)  # fmt: skip
+    data.setup("fit")
+    batch = next(iter(data.train_dataloader()))
+    with pytest.raises(ConfigError, match="carry images but LlamaModel takes none"):
+        TrainingModule(model).loss(batch)
