@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 from transformers.models.llama.modeling_llama import LlamaRMSNorm
 
 from optica.models.modules.attention import SelfAttention, fuse_qkv, split_qkv
@@ -119,3 +120,22 @@ def test_swiglu_and_gelu_mlps():
     torch.testing.assert_close(quick(x), quick.linear_fc2(quick_gelu(quick.linear_fc1(x))))
     with pytest.raises(ValueError, match="unknown activation 'relu6'"):
         MLP(8, 6, activation="relu6", gated=False)
+
+
+def test_cpu_attention_in_16_bits_runs_in_fp32_and_returns_16_bits():
+    """bf16 inputs, or fp32 inputs under bf16 autocast, are attended by the fp32 kernel (faster
+    on a CPU, and the more accurate softmax) and come back in bf16, gradients included."""
+    from optica.models.modules.attention import attend
+
+    gen = torch.Generator().manual_seed(7)
+    q, k, v = (torch.randn(2, 4, 9, 8, generator=gen) for _ in range(3))
+    expected = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    half = [t.bfloat16().requires_grad_() for t in (q, k, v)]
+    out = attend(*half, mask=None, causal=True)
+    upcast = F.scaled_dot_product_attention(*(t.float() for t in half), is_causal=True)
+    assert out.dtype == torch.bfloat16 and torch.equal(out, upcast.bfloat16())
+    out.sum().backward()
+    assert all(t.grad.dtype == torch.bfloat16 for t in half)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        auto = attend(q, k, v, mask=None, causal=True)
+    assert auto.dtype == torch.bfloat16 and torch.equal(auto, expected.bfloat16())
