@@ -4,7 +4,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from optica.autoconfig import Layout, Lora, Training, estimate_memory, model_shape
+from optica.autoconfig import (
+    LanguageShape,
+    Layout,
+    Lora,
+    ModelShape,
+    Training,
+    estimate_memory,
+    model_shape,
+)
 from optica.autoconfig.memory import layer_activation_bytes, layer_input_bytes
 from optica.autoconfig.pipeline import in_flight_microbatches, lora_layer_params
 
@@ -238,3 +246,29 @@ def test_without_flash_attention_the_scores_are_stored():
     space = SearchSpace(global_batch_sizes=(1,), micro_batch_sizes=(1,), recompute_num_layers=(0,))
     found = search(LLAMA, Cluster(num_nodes=1, gpus_per_node=1, gpu=cpu), space=space)
     assert found.candidates[0].memory.activations == plain
+
+
+def test_gradient_accumulation_adds_the_output_layers_new_gradient():
+    # The calibration Llama, fp32, MBS 1: T = 256, V = 32000, h = 768. Alone the loss holds
+    # 12·T·V = 98,304,000 bytes; on a later micro-batch the logits' gradient (4·T·V =
+    # 32,768,000) and the output layer's new weight gradient (4·V·h = 98,304,000) are alive
+    # together: 131,072,000, i.e. 32,768,000 more than without accumulation.
+    llama = ModelShape(name="calibration", language=LanguageShape(
+        hidden_size=768, ffn_hidden_size=2048, num_layers=2, num_attention_heads=12,
+        num_query_groups=4, vocab_size=32000, seq_length=256,
+    ))  # fmt: skip
+    fp32 = Training(precision="32")
+    single = estimate_memory(llama, Layout(global_batch_size=1), training=fp32)
+    accumulated = estimate_memory(llama, Layout(global_batch_size=4), training=fp32)
+    assert accumulated.activations - single.activations == 32_768_000
+    # Under TP = 2 at MBS 2 the new gradient is half as large and the loss twice: 4·T·V +
+    # 4·V·h/2 = 114,688,000 < 12·T·V = 196,608,000, so nothing changes.
+    tp2 = dict(tensor_model_parallel_size=2, micro_batch_size=2)
+    single = estimate_memory(llama, Layout(global_batch_size=2, **tp2), training=fp32)
+    accumulated = estimate_memory(llama, Layout(global_batch_size=4, **tp2), training=fp32)
+    assert accumulated.activations == single.activations
+    lora = estimate_memory(llama, Layout(global_batch_size=4), training=Training(lora=Lora()))
+    lora_single = estimate_memory(
+        llama, Layout(global_batch_size=1), training=Training(lora=Lora())
+    )
+    assert lora.activations == lora_single.activations  # no gradient for a frozen output layer
