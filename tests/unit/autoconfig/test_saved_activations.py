@@ -3,12 +3,15 @@ optica Llama layer keeps for its backward pass, summed through
 ``torch.autograd.graph.saved_tensors_hooks`` (each storage once, parameters and the RoPE tables
 every layer shares left out), equal :func:`layer_activation_bytes` for that layer."""
 
+from unittest import mock
+
 import pytest
 import torch
 
 from optica.autoconfig import LanguageShape, Layout, ModelShape, Training, estimate_memory
 from optica.autoconfig.memory import layer_activation_bytes, layer_input_bytes
 from optica.models.language.llama.model import LlamaConfig, LlamaModel
+from optica.models.modules import attention
 from optica.models.modules.parallel import ParallelConfig, apply_activation_checkpointing
 
 # The calibration model's layer (tests/integration/autoconfig/test_calibration.py), GQA 4/2.
@@ -49,7 +52,10 @@ def measured_layer(dtype: torch.dtype, checkpointing: str) -> int:
     rope = model.rotary_pos_emb(positions, dtype)
     x = torch.randn(BATCH, CONFIG.seq_length, CONFIG.hidden_size, dtype=dtype, requires_grad=True)
     # NOTE: x is the previous layer's output: the layer's own to keep (full recompute keeps it).
-    return saved_bytes(lambda: layer(x, rope=rope), exclude=[*model.parameters(), *rope])
+    # The model describes GPU kernels, which attend in 16 bits as given; on a CPU optica attends
+    # 16-bit inputs in fp32 (``attention._cpu_half_precision``), so the GPU path is taken here.
+    with mock.patch.object(attention, "_cpu_half_precision", lambda q: None):
+        return saved_bytes(lambda: layer(x, rope=rope), exclude=[*model.parameters(), *rope])
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
