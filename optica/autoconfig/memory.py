@@ -22,7 +22,7 @@ with b bytes per activation (2 in bf16, 4 in fp32):
   flash kernel (GPUs, and torch's CPU SDPA without dropout) keeps a 4-byte log-sum-exp per head
   and token; selective recompute keeps nothing. These are the GPU kernels' 16-bit tensors: on a
   CPU optica attends 16-bit inputs in fp32 (``optica.models.modules.attention.attend``), which
-  saves fp32 copies of Q, K, V and the output instead (CPU calibrations train in fp32).
+  keeps the same 16-bit Q, K, V but an fp32 output (CPU calibrations train in fp32).
 
 Full recompute keeps only each recomputed layer's input (2·T·h, split by SP). With the block
 method a layer is recomputed only after the backward pass has freed every layer above it, so the

@@ -59,8 +59,7 @@ def attend(
     low = _cpu_half_precision(q)
     if low is not None:
         with torch.autocast("cpu", enabled=False):
-            out = attend(q.float(), k.float(), v.float(), mask=mask, causal=causal, dropout=dropout)
-        return out.to(low)
+            return _attend_in_fp32(q, k, v, mask=mask, causal=causal, dropout=dropout).to(low)
     is_causal = causal and mask is None and q.shape[2] == k.shape[2]
     grouped = q.shape[1] != k.shape[1]
     if grouped and mask is not None:
@@ -81,6 +80,50 @@ def _cpu_half_precision(q: torch.Tensor) -> torch.dtype | None:
     if torch.is_autocast_enabled("cpu"):
         return torch.get_autocast_dtype("cpu")
     return q.dtype if q.dtype in (torch.bfloat16, torch.float16) else None
+
+
+def _attend_in_fp32(q, k, v, *, mask, causal: bool, dropout: float) -> torch.Tensor:
+    """``attend`` on fp32 copies of 16-bit q, k, v, keeping the 16-bit tensors (not the copies)
+    for the backward pass: :class:`_CpuFlashInFp32` when the CPU flash kernel applies (no
+    dropout), else plain fp32 SDPA."""
+    if dropout:
+        return attend(q.float(), k.float(), v.float(), mask=mask, causal=causal, dropout=dropout)
+    is_causal = causal and mask is None and q.shape[2] == k.shape[2]
+    if mask is not None and mask.dtype == torch.bool:  # as SDPA converts it: -inf where False
+        mask = torch.zeros(mask.shape, device=mask.device).masked_fill_(~mask, float("-inf"))
+    return _CpuFlashInFp32.apply(q, k, v, mask, is_causal)
+
+
+class _CpuFlashInFp32(torch.autograd.Function):
+    """torch's CPU flash-attention kernel run in fp32 on (possibly) 16-bit inputs, saving those
+    inputs and upcasting them again in the backward pass: the speed and accuracy of the fp32
+    kernel at the saved-activation cost of the 16-bit one (plus its fp32 output)."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, mask, is_causal):
+        groups = q.shape[1] // k.shape[1]  # the kernel wants a KV head per query head
+        out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
+            q.float(), *_fp32_heads(k, v, groups), 0.0, is_causal, attn_mask=mask
+        )
+        ctx.save_for_backward(q, k, v, out, lse, mask)
+        ctx.is_causal, ctx.groups = is_causal, groups
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        q, k, v, out, lse, mask = ctx.saved_tensors
+        kernel = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward
+        grad_q, grad_k, grad_v = kernel(
+            grad_out.float(), q.float(), *_fp32_heads(k, v, ctx.groups), out, lse, 0.0,
+            ctx.is_causal, attn_mask=mask,
+        )  # fmt: skip
+        # a KV head's gradient sums its query heads' (in fp32, then rounded once)
+        grad_k, grad_v = (g.unflatten(1, (-1, ctx.groups)).sum(2) for g in (grad_k, grad_v))
+        return grad_q.to(q.dtype), grad_k.to(k.dtype), grad_v.to(v.dtype), None, None
+
+
+def _fp32_heads(k: torch.Tensor, v: torch.Tensor, groups: int) -> list[torch.Tensor]:
+    return [t.float().repeat_interleave(groups, dim=1) for t in (k, v)]
 
 
 class SelfAttention(nn.Module):

@@ -139,3 +139,36 @@ def test_cpu_attention_in_16_bits_runs_in_fp32_and_returns_16_bits():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         auto = attend(q, k, v, mask=None, causal=True)
     assert auto.dtype == torch.bfloat16 and torch.equal(auto, expected.bfloat16())
+
+
+@pytest.mark.parametrize("case", ["causal", "mask", "grouped"])
+def test_cpu_fp32_attention_matches_sdpa_and_keeps_16_bit_inputs(case):
+    """Same output and gradients as fp32 SDPA on the upcast inputs (bit for bit: the same
+    kernel), while what autograd keeps for the backward pass is the 16-bit q, k, v."""
+    from optica.models.modules.attention import attend
+
+    gen = torch.Generator().manual_seed(8)
+    kv_heads = 2 if case == "grouped" else 4
+    shapes = [(2, 4, 9, 8), (2, kv_heads, 9, 8), (2, kv_heads, 9, 8)]
+    half = [torch.randn(*s, generator=gen).bfloat16().requires_grad_() for s in shapes]
+    mask = None
+    if case == "mask":
+        mask = torch.ones(2, 1, 9, 9, dtype=torch.bool).tril()
+        mask[1, ..., 7:] = False  # padding at the end of the second row
+    saved: list[torch.Tensor] = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        out = attend(*half, mask=mask, causal=True)
+    assert {t.dtype for t in saved if t.dim() == 4 and t.shape[-1] == 8} >= {torch.bfloat16}
+    grad = torch.randn(out.shape, generator=gen).bfloat16()
+    out.backward(grad)
+    upcast = [t.detach().float().requires_grad_() for t in half]
+    k, v = upcast[1:]
+    if case == "grouped":
+        k, v = k.repeat_interleave(2, dim=1), v.repeat_interleave(2, dim=1)
+    expected = F.scaled_dot_product_attention(
+        upcast[0], k, v, attn_mask=mask, is_causal=mask is None
+    )
+    expected.backward(grad.float())
+    assert torch.equal(out, expected.bfloat16())
+    for mine, reference in zip(half, upcast):
+        assert torch.equal(mine.grad, reference.grad.bfloat16())
