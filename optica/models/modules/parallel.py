@@ -134,6 +134,59 @@ def _gate_up_style() -> type:
     return GateUpColwiseParallel
 
 
+def vocab_parallel_embedding(output_layouts: Any, use_local_output: bool) -> Any:
+    """Row (vocabulary) parallelism for an ``nn.Embedding``, computed on the local shard —
+    Megatron-Core's ``VocabParallelEmbedding``.
+
+    The weight is a ``Shard(0)`` DTensor as with ``RowwiseParallel`` (checkpoints, exports and
+    FSDP see the same parameter), but the lookup runs on local tensors: ids outside this rank's
+    rows read row 0 and are zeroed, and the partial sums are reduced to ``output_layouts``.
+    DTensor's own embedding backward has no vocabulary-sharded rule: it builds the whole
+    [vocab, hidden] gradient on every rank and reduce-scatters it; here each rank's gradient is
+    its own rows, with no communication.
+    """
+    from torch.distributed.tensor import Replicate
+
+    return _vocab_style()(
+        input_layouts=Replicate(), output_layouts=output_layouts, use_local_output=use_local_output
+    )
+
+
+@functools.cache
+def _vocab_style() -> type:
+    import types
+
+    from torch.distributed.tensor.parallel import RowwiseParallel
+
+    class VocabParallelEmbedding(RowwiseParallel):
+        def _apply(self, module: nn.Module, device_mesh: DeviceMesh) -> nn.Module:
+            if not isinstance(module, nn.Embedding) or module.padding_idx is not None:
+                raise TypeError(
+                    "vocab_parallel_embedding takes an nn.Embedding without padding_idx"
+                )
+            module = super()._apply(module, device_mesh)
+            module.forward = types.MethodType(_lookup_local_rows, module)
+            return module
+
+    return VocabParallelEmbedding
+
+
+def _lookup_local_rows(self: nn.Embedding, ids: torch.Tensor) -> torch.Tensor:
+    from torch.distributed.tensor import DTensor, Partial
+    from torch.distributed.tensor._utils import compute_local_shape_and_global_offset
+
+    weight = self.weight
+    local = weight.to_local()
+    _, (start, _) = compute_local_shape_and_global_offset(
+        weight.shape, weight.device_mesh, weight.placements
+    )
+    ids = ids.to_local() if isinstance(ids, DTensor) else ids
+    inside = (ids >= start) & (ids < start + local.shape[0])
+    rows = nn.functional.embedding(torch.where(inside, ids - start, 0), local)
+    rows = rows.masked_fill(~inside.unsqueeze(-1), 0.0)
+    return DTensor.from_local(rows, weight.device_mesh, [Partial()], run_check=False)
+
+
 def is_strided(tensor: torch.Tensor) -> bool:
     """Whether ``tensor`` is a DTensor with a strided (``[gate; up]``-style) placement."""
     placements = getattr(tensor, "placements", ())

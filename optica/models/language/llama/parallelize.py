@@ -9,8 +9,9 @@ Tensor parallelism (DTensor styles):
 * ``linear_proj`` and ``linear_fc2`` row-parallel (their all-reduce — or reduce-scatter under
   sequence parallelism — is the only communication of each block).
 * ``linear_fc1`` = ``[gate; up]``: ``gate_up_colwise_parallel`` splits each half on its own.
-* token embedding row-parallel over the (padded) vocabulary; output layer column-parallel with
-  the logits gathered (the loss sees the full vocabulary).
+* token embedding row-parallel over the (padded) vocabulary, looked up on the local rows
+  (``vocab_parallel_embedding``: each rank's gradient is its own rows); output layer
+  column-parallel with the logits gathered (the loss sees the full vocabulary).
 * sequence parallelism: norms run on ``Shard(1)`` (sequence) and the residual stream stays
   sharded; attention and MLP inputs are all-gathered first (Korthikanti et al., 2022).
 
@@ -36,6 +37,7 @@ from optica.models.modules.parallel import (
     apply_data_parallel,
     compile_layers,
     gate_up_colwise_parallel,
+    vocab_parallel_embedding,
 )
 
 
@@ -164,7 +166,6 @@ def apply_llama_tensor_parallel(part: nn.Module, tp: DeviceMesh, sequence_parall
     from torch.distributed.tensor import Replicate, Shard
     from torch.distributed.tensor.parallel import (
         ColwiseParallel,
-        RowwiseParallel,
         SequenceParallel,
         parallelize_module,
     )
@@ -172,11 +173,7 @@ def apply_llama_tensor_parallel(part: nn.Module, tp: DeviceMesh, sequence_parall
     embedding, layers, final_norm, output = _pieces(part)
     sequence = Shard(1) if sequence_parallel else Replicate()
     if embedding is not None:
-        style = RowwiseParallel(
-            input_layouts=Replicate(),
-            output_layouts=sequence,
-            use_local_output=not sequence_parallel,
-        )
+        style = vocab_parallel_embedding(sequence, use_local_output=not sequence_parallel)
         parallelize_module(embedding.word_embeddings, tp, style)
     for layer in layers:
         parallelize_module(layer, tp, _layer_plan(sequence_parallel))
