@@ -40,7 +40,9 @@ same shared machine), states ~1 GB and a loss of 100-400 MB per process:
 * 1 process, MBS 4 / MBS 1 (4 accumulated): predicted 1450.7 / 1100.5 MB, measured 1371.8 /
   1214.6 and, on a second run, 1362.3 / 1176.4 MB (+6 to +7%, -9 to -6%)
 * 2 processes, MBS 2, DP2 (FSDP) / TP2 (2 accumulated): predicted 960.8 / 692.1 MB, measured
-  1148.2 / 819.0, 1146.0 / 832.0 and 1166.6 / 824.2 MB (-16 to -18%, -16 to -17%)
+  1148.2 / 819.0, 1146.0 / 832.0 and 1166.6 / 824.2 MB (-16 to -18%, -16 to -17%); after the
+  tensor-parallel embedding moved to local-row lookups (``vocab_parallel_embedding``, no whole
+  [V, h] gradient per rank, see below) TP2 measured 789.4 MB (-12.3%), DP2 1150.1 MB (-16.5%)
 
 What each term is worth was traced, not fitted: every storage the ops create, alive until it
 dies (FSDP2's resized buffers followed), at the peak of live tensors, in the same model and
@@ -52,7 +54,8 @@ gradient next to the logits' gradient: the one allocation the model lacked, now
 backward pass: the root module's unsharded embedding and output layer, their unsharded gradients
 and FSDP2's flat reduce-scatter copy, activations all freed) and 753 MB for TP2 (the
 vocab-parallel embedding's gradient keeps a whole [V, h] storage per rank, 47 MB above its
-shard). So the model's sum of states and activations is an upper bound on the tensors at one
+shard; fixed since by ``vocab_parallel_embedding``). So the model's sum of states and
+activations is an upper bound on the tensors at one
 micro-batch per step (+19% at MBS 4) and exact at MBS 1 (1100.5 vs 1101); the measurement's
 remaining 110-210 MB above the live tensors is the runtime's (the allocator's high-water mark,
 gloo, oneDNN), larger with two processes.
