@@ -73,23 +73,20 @@ class ImageProcessor:
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
         rgb = image if image.mode == "RGB" else image.convert("RGB")  # convert copies even RGB
-        pixels = np.asarray(self.geometry(rgb))  # uint8 [H, W, 3]
-        lut = self._lookup()
-        out = np.empty((3, *pixels.shape[:2]), dtype=np.float32)
-        for channel in range(3):  # a table lookup per channel: normalises and makes it [3, H, W]
-            np.take(lut[channel], pixels[..., channel], out=out[channel])
-        return torch.from_numpy(out)
+        return torch.from_numpy(self.normalise(np.asarray(self.geometry(rgb))))
 
-    def _lookup(self) -> np.ndarray:
-        """[3, 256] float32: each 8-bit value normalised, by the very arithmetic of
-        ``(v * rescale_factor - mean) / std`` in float32 (so results are bit-identical to it)."""
-        lut = self.__dict__.get("_lut")
-        if lut is None:
-            values = np.arange(256, dtype=np.float32)[None, :] * np.float32(self.rescale_factor)
-            mean = np.asarray(self.mean, dtype=np.float32)[:, None]
-            lut = (values - mean) / np.asarray(self.std, dtype=np.float32)[:, None]
-            object.__setattr__(self, "_lut", lut)  # a cache on a frozen dataclass
-        return lut
+    def normalise(self, pixels: np.ndarray) -> np.ndarray:
+        """uint8 [H, W, 3] → float32 [3, H, W], ``(v * rescale_factor - mean) / std`` in float32.
+
+        Three in-place ufuncs on a planar copy: each is the same IEEE float32 operation a
+        per-value lookup table would hold, so the values are the same bit for bit, and on a
+        336x336 image it measured 0.22 ms against 0.41 ms for three table lookups (``np.take``
+        first widens the uint8 indices to int64)."""
+        planar = np.ascontiguousarray(pixels.transpose(2, 0, 1))
+        out = np.multiply(planar, np.float32(self.rescale_factor), dtype=np.float32)
+        out -= np.asarray(self.mean, dtype=np.float32)[:, None, None]
+        out /= np.asarray(self.std, dtype=np.float32)[:, None, None]
+        return out
 
     @classmethod
     def from_hf(cls, settings: dict, *, aspect_ratio: str = "square") -> ImageProcessor:

@@ -71,6 +71,20 @@ def test_normalisation_and_layout():
     assert torch.allclose(out[:, 0, 0], normalised((255, 0, 128), HALF, HALF))
 
 
+@pytest.mark.parametrize(
+    "proc",
+    [clip_processor(4), siglip_processor(4), ImageProcessor((4, 4), rescale_factor=1 / 127.5)],
+)
+def test_normalise_is_the_float32_formula_bit_for_bit(proc):
+    pixels = np.random.default_rng(0).integers(0, 256, size=(37, 53, 3), dtype=np.uint8)
+    values = np.arange(256, dtype=np.float32)[None, :] * np.float32(proc.rescale_factor)
+    table = (values - np.float32(proc.mean)[:, None]) / np.float32(proc.std)[:, None]
+    expected = np.stack([table[c][pixels[..., c]] for c in range(3)])  # per-value table
+    out = proc.normalise(pixels)
+    assert out.dtype == np.float32 and out.shape == (3, 37, 53)
+    assert np.array_equal(out.view(np.int32), expected.view(np.int32))
+
+
 def test_grey_and_rgba_inputs_become_rgb():
     assert clip_processor(4)(Image.new("L", (4, 4), 7)).shape == (3, 4, 4)
     assert clip_processor(4)(Image.new("RGBA", (4, 4))).shape == (3, 4, 4)
