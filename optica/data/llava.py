@@ -8,6 +8,7 @@ one to the main process, where it is counted.
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -64,9 +65,12 @@ def open_image(path: str | Path | IO[bytes], sample: str, where: object = None) 
     """
     where = path if where is None else where
     try:
-        with Image.open(path) as image:
+        # NOTE: the whole file is read first: Pillow's JPEG parser makes dozens of small reads,
+        # cheaper on bytes in memory than through a buffered file.
+        source = path if hasattr(path, "read") else io.BytesIO(Path(path).read_bytes())
+        with Image.open(source) as image:
             image.load()
-            return image.convert("RGB")
+            return image if image.mode == "RGB" else image.convert("RGB")  # convert copies
     except FileNotFoundError:
         raise bad_sample("missing_image", sample, where, "image not found") from None
     except PermissionError:

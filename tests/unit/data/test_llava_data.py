@@ -1,11 +1,15 @@
 """LLaVA files end to end, and every kind of bad input under ``error`` and ``skip``."""
 
+import io
 import json
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from optica.data import ImageDataConfig, NevaLazyDataModule, VisionGeometry, clip_processor
 from optica.data.errors import BadSampleError, DataConfigError, DataError
+from optica.data.llava import open_image
 from tests.unit.data.helpers import llama_like_tokenizer, record, solid_image, write_json
 
 TOKENIZER = llama_like_tokenizer()
@@ -249,3 +253,16 @@ def test_images_default_to_the_data_files_folder(folder):
     )
     dm.setup()
     assert dm.datasets["train"][0].images.shape == (1, 3, 8, 8)
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L", "P", "RGBA"])
+def test_open_image_gives_rgb_pixels_from_a_path_or_a_stream(tmp_path, mode):
+    pixels = np.random.default_rng(0).integers(0, 256, size=(12, 10, 3), dtype=np.uint8)
+    source = Image.fromarray(pixels).convert(mode)
+    path = tmp_path / ("a.jpg" if mode in ("RGB", "L") else "a.png")
+    source.save(path)
+    with Image.open(path) as reference:
+        expected = np.asarray(reference.convert("RGB"))
+    for given in (path, str(path), io.BytesIO(path.read_bytes())):
+        image = open_image(given, "s")
+        assert image.mode == "RGB" and np.array_equal(np.asarray(image), expected)
