@@ -11,8 +11,6 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-import torch
-
 from optica.data.config import IGNORE_INDEX, IMAGE_TOKEN_ID
 from optica.data.errors import BadSampleError, DataReport
 from optica.data.llava import LlavaDataset, open_image
@@ -70,7 +68,7 @@ def describe(dataset: LlavaDataset, index: int, *, check_images: bool = False) -
         "input_ids": ids,
         "labels": labels,
         "text": marked_text(ids, labels, tokenizer, dataset.encoder.image_token.token_str),
-        "length": int(dataset.encoder.cost(torch.tensor(ids))[-1]),
+        "length": dataset.encoder.length(ids),
         "learned": tokens.learned,
         "images": ids.count(IMAGE_TOKEN_ID),
         "notes": [p.message for p in notes],
@@ -96,7 +94,7 @@ class _Tally:
         self.usable += 1
         self.learned += tokens.learned
         self.differs += encoder.tokenization_differs(conversation)
-        self.lengths[_bucket(int(encoder.cost(torch.tensor(tokens.input_ids))[-1]))] += 1
+        self.lengths[_bucket(encoder.length(tokens.input_ids))] += 1
         self.images[tokens.input_ids.count(IMAGE_TOKEN_ID)] += 1
 
     def result(self, total: int) -> dict:

@@ -15,7 +15,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO
 
-import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
@@ -149,4 +148,4 @@ class LlavaDataset(Dataset):
     def token_length(self, index: int) -> int:
         """Language-model length after the length policy, without loading images."""
         tokens, _ = self.encoder.tokenize(self.conversation(index))
-        return int(self.encoder.cost(torch.tensor(tokens.input_ids))[-1])
+        return self.encoder.length(tokens.input_ids)

@@ -99,10 +99,20 @@ class SampleEncoder:
     def cost(self, input_ids: torch.Tensor) -> torch.Tensor:
         """Cumulative language-model length after each token (images count image_token_len)."""
         is_image = input_ids == self.image_token.token_id
-        if is_image.any() and self.image_token_len is None:
-            raise DataError("samples have images but image_token_len is unknown: set it")
+        self._check_image_token_len(bool(is_image.any()))
         per_token = torch.where(is_image, self.image_token_len or 1, 1)
         return per_token.cumsum(0)
+
+    def length(self, input_ids: list[int]) -> int:
+        """``cost(input_ids)[-1]`` (0 for no tokens), counted on the list: most samples fit,
+        and for them this is all :meth:`_fit` needs."""
+        images = input_ids.count(self.image_token.token_id)
+        self._check_image_token_len(images > 0)
+        return len(input_ids) + images * ((self.image_token_len or 1) - 1)
+
+    def _check_image_token_len(self, has_images: bool) -> None:
+        if has_images and self.image_token_len is None:
+            raise DataError("samples have images but image_token_len is unknown: set it")
 
     def tokenize(self, conversation: Conversation) -> tuple[Tokens, list[Problem]]:
         """Tokens within ``seq_length`` (truncated by policy), and notes about them."""
@@ -118,11 +128,10 @@ class SampleEncoder:
         return self.segment_tokenizer.differs(segments, tokens)
 
     def _fit(self, conversation: Conversation, tokens: Tokens) -> tuple[Tokens, list[Problem]]:
-        ids = torch.tensor(tokens.input_ids, dtype=torch.long)
-        cost = self.cost(ids)
-        length = int(cost[-1]) if len(cost) else 0
+        length = self.length(tokens.input_ids)
         if length <= self.seq_length:
             return tokens, []
+        cost = self.cost(torch.tensor(tokens.input_ids, dtype=torch.long))
         message = f"{length} tokens (images included) > seq_length {self.seq_length}"
         where = str(conversation.where)  # rendered now: a Problem travels between processes
         if self.overlong == "error":
@@ -142,15 +151,14 @@ class SampleEncoder:
     ) -> Sample:
         """The full sample: tokens, labels and the kept images (those whose tag survived)."""
         tokens, notes = self.tokenize(conversation)
-        input_ids = torch.tensor(tokens.input_ids, dtype=torch.long)
-        kept = int((input_ids == self.image_token.token_id).sum())
+        kept = tokens.input_ids.count(self.image_token.token_id)
         images = [self._pixels(load_image(ref)) for ref in conversation.images[:kept]]
         return Sample(
             ids=(conversation.id,),
-            input_ids=input_ids,
+            input_ids=torch.tensor(tokens.input_ids, dtype=torch.long),
             labels=torch.tensor(tokens.labels, dtype=torch.long),
             images=stack_images(images) if images else self.empty_images(),
-            lengths=(len(input_ids),),
+            lengths=(len(tokens.input_ids),),
             problems=tuple(notes),
         )
 

@@ -147,7 +147,15 @@ class TestLength:
         enc = encoder(llama_like_tokenizer(), image_token_len=10)
         tokens, notes = enc.tokenize(conversation())
         assert int(enc.cost(torch.tensor(tokens.input_ids))[-1]) == len(tokens.input_ids) + 9
-        assert notes == []
+        assert enc.length(tokens.input_ids) == len(tokens.input_ids) + 9 and notes == []
+
+    def test_length_is_the_last_cost(self):
+        enc = encoder(llama_like_tokenizer(), image_token_len=7)
+        for ids in ([], [5], [-200], [1, -200, 4, -200, 9]):
+            last = enc.cost(torch.tensor(ids, dtype=torch.long))[-1:]
+            assert enc.length(ids) == (int(last) if len(last) else 0)
+        with pytest.raises(DataError, match="image_token_len"):
+            encoder(llama_like_tokenizer(), image_token_len=None).length([1, -200])
 
     def test_truncate_never_cuts_through_an_image(self):
         rec = record("t", "<image> what", "a cat", "<image> and", "black", image=["a", "b"])
