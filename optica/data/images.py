@@ -73,16 +73,15 @@ class ImageProcessor:
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
         rgb = image if image.mode == "RGB" else image.convert("RGB")  # convert copies even RGB
-        return torch.from_numpy(self.normalise(np.asarray(self.geometry(rgb))))
+        return torch.from_numpy(self.normalise(planar_pixels(self.geometry(rgb))))
 
-    def normalise(self, pixels: np.ndarray) -> np.ndarray:
-        """uint8 [H, W, 3] → float32 [3, H, W], ``(v * rescale_factor - mean) / std`` in float32.
+    def normalise(self, planar: np.ndarray) -> np.ndarray:
+        """uint8 [3, H, W] → float32 [3, H, W], ``(v * rescale_factor - mean) / std`` in float32.
 
-        Three in-place ufuncs on a planar copy: each is the same IEEE float32 operation a
-        per-value lookup table would hold, so the values are the same bit for bit, and on a
-        336x336 image it measured 0.22 ms against 0.41 ms for three table lookups (``np.take``
-        first widens the uint8 indices to int64)."""
-        planar = np.ascontiguousarray(pixels.transpose(2, 0, 1))
+        Three in-place ufuncs: each is the same IEEE float32 operation a per-value lookup table
+        would hold, so the values are the same bit for bit, and on a 336x336 image it measured
+        0.22 ms against 0.41 ms for three table lookups (``np.take`` first widens the uint8
+        indices to int64)."""
         out = np.multiply(planar, np.float32(self.rescale_factor), dtype=np.float32)
         out -= np.asarray(self.mean, dtype=np.float32)[:, None, None]
         out /= np.asarray(self.std, dtype=np.float32)[:, None, None]
@@ -108,6 +107,14 @@ class ImageProcessor:
         except (OSError, json.JSONDecodeError) as err:
             raise DataConfigError(f"{file}: cannot read image processor settings ({err})") from None
         return cls.from_hf(settings, aspect_ratio=aspect_ratio)
+
+
+def planar_pixels(image: Image.Image) -> np.ndarray:
+    """uint8 [3, H, W] of an RGB image, one band after another: Pillow splits the bands in C,
+    cheaper than numpy's strided [H, W, 3] → [3, H, W] copy (0.12 against 0.16 ms at 336x336)."""
+    width, height = image.size
+    data = b"".join(band.tobytes() for band in image.split())
+    return np.frombuffer(data, dtype=np.uint8).reshape(3, height, width)
 
 
 def _edge(value, key: str) -> tuple[int, int] | None:

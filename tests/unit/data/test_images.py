@@ -10,7 +10,14 @@ from PIL import Image
 from optica.data import ImageProcessor, VisionGeometry, clip_processor, siglip_processor
 from optica.data.config import resolve_image_token_len
 from optica.data.errors import DataConfigError
-from optica.data.images import CLIP_MEAN, CLIP_STD, HALF, check_image_size, expand_to_square
+from optica.data.images import (
+    CLIP_MEAN,
+    CLIP_STD,
+    HALF,
+    check_image_size,
+    expand_to_square,
+    planar_pixels,
+)
 
 RED, GREEN, BLUE = (255, 0, 0), (0, 255, 0), (0, 0, 255)
 
@@ -80,7 +87,9 @@ def test_normalise_is_the_float32_formula_bit_for_bit(proc):
     values = np.arange(256, dtype=np.float32)[None, :] * np.float32(proc.rescale_factor)
     table = (values - np.float32(proc.mean)[:, None]) / np.float32(proc.std)[:, None]
     expected = np.stack([table[c][pixels[..., c]] for c in range(3)])  # per-value table
-    out = proc.normalise(pixels)
+    planar = planar_pixels(Image.fromarray(pixels))
+    assert np.array_equal(planar, pixels.transpose(2, 0, 1))
+    out = proc.normalise(planar)
     assert out.dtype == np.float32 and out.shape == (3, 37, 53)
     assert np.array_equal(out.view(np.int32), expected.view(np.int32))
 
