@@ -27,19 +27,10 @@ from optica.data.config import IGNORE_INDEX, IMAGE_TOKEN_ID
 from optica.data.sample import Sample
 
 
-def _documents(lengths: Sequence[int]) -> torch.Tensor:
-    return torch.cat([torch.full((n,), i) for i, n in enumerate(lengths)])
-
-
-def _expanded_positions(sample: Sample, image_token_len: int) -> torch.Tensor:
-    """Positions of one row's expanded tokens, restarting for each packed sample."""
-    images = (sample.input_ids == IMAGE_TOKEN_ID).long()
-    ranges, start = [], 0
-    for length in sample.lengths:
-        extra = int(images[start : start + length].sum()) * (image_token_len - 1)
-        ranges.append(torch.arange(length + extra))
-        start += length
-    return torch.cat(ranges)
+def _spans(lengths: np.ndarray) -> np.ndarray:
+    """``arange(n)`` for each n of ``lengths``, concatenated (int64)."""
+    starts = np.cumsum(lengths) - lengths
+    return np.arange(int(lengths.sum()), dtype=np.int64) - np.repeat(starts, lengths)
 
 
 def stack_batch(items: list[dict]) -> dict:
@@ -72,9 +63,9 @@ class Collator:
     image_token_len: int = 1
 
     def __call__(self, samples: Sequence[Sample]) -> dict:
-        width = max(len(s.input_ids) for s in samples)
-        width = -(-width // self.pad_to_multiple_of) * self.pad_to_multiple_of
-        batch = self._tokens(samples, width)
+        rows = _Rows(samples)
+        width = -(-int(rows.lengths.max()) // self.pad_to_multiple_of) * self.pad_to_multiple_of
+        batch = self._tokens(samples, rows, width)
         images = [s.images.numpy() for s in samples if len(s.images)]
         # numpy's copy: single-threaded, see optica.data.sample.stack_images
         batch["images"] = (
@@ -83,32 +74,58 @@ class Collator:
             else torch.empty(0, 3, *self.image_size)
         )
         batch["num_images"] = torch.tensor([len(s.images) for s in samples], dtype=torch.long)
-        batch["position_ids"] = self._positions(samples, width, batch["num_images"])
+        batch["position_ids"] = self._positions(rows, width, batch["num_images"])
         if any(len(s.lengths) > 1 for s in samples):
             batch["packed_seq_params"] = packed_params(batch["document_ids"])
         batch["problems"] = [p for s in samples for p in s.problems]
         return batch
 
-    def _tokens(self, samples: Sequence[Sample], width: int) -> dict:
-        rows = len(samples)
-        batch = {
-            "input_ids": torch.full((rows, width), self.pad_id, dtype=torch.long),
-            "labels": torch.full((rows, width), IGNORE_INDEX, dtype=torch.long),
-            "attention_mask": torch.zeros((rows, width), dtype=torch.bool),
-            "document_ids": torch.full((rows, width), -1, dtype=torch.long),
+    def _tokens(self, samples: Sequence[Sample], rows: _Rows, width: int) -> dict:
+        """All rows at once, each sample's tokens left-aligned through one row mask (a few numpy
+        calls per batch, not a few torch calls per row)."""
+        return {
+            "input_ids": rows.left_aligned(width, self.pad_id, rows.ids),
+            "labels": rows.left_aligned(width, IGNORE_INDEX, _joined(s.labels for s in samples)),
+            "attention_mask": torch.from_numpy(np.arange(width) < rows.lengths[:, None]),
+            "document_ids": rows.left_aligned(width, -1, np.repeat(rows.piece_index, rows.pieces)),
         }
-        for row, sample in enumerate(samples):
-            n = len(sample.input_ids)
-            batch["input_ids"][row, :n] = sample.input_ids
-            batch["labels"][row, :n] = sample.labels
-            batch["attention_mask"][row, :n] = True
-            batch["document_ids"][row, :n] = _documents(sample.lengths)
-        return batch
 
-    def _positions(self, samples: Sequence[Sample], width: int, images: torch.Tensor):
+    def _positions(self, rows: _Rows, width: int, images: torch.Tensor) -> torch.Tensor:
+        """Positions over each packed sample's expanded length (an image counts
+        ``image_token_len``), restarting at 0 for each, 0 on padding."""
         expanded = width + int(images.max()) * (self.image_token_len - 1) if len(images) else width
-        positions = torch.zeros((len(samples), expanded), dtype=torch.long)
-        for row, sample in enumerate(samples):
-            row_positions = _expanded_positions(sample, self.image_token_len)
-            positions[row, : len(row_positions)] = row_positions
-        return positions
+        extra, is_image = self.image_token_len - 1, rows.ids == IMAGE_TOKEN_ID
+        per_piece = rows.pieces + rows.count(is_image, rows.pieces) * extra
+        per_row = rows.lengths + rows.count(is_image, rows.lengths) * extra
+        return _Rows.fill(expanded, 0, per_row, _spans(per_piece))
+
+
+class _Rows:
+    """A batch's token layout: row lengths, packed-sample lengths, and all ids joined."""
+
+    def __init__(self, samples: Sequence[Sample]):
+        self.lengths = np.array([len(s.input_ids) for s in samples], dtype=np.int64)
+        self.pieces = np.array([n for s in samples for n in s.lengths], dtype=np.int64)
+        self.piece_index = _spans(np.array([len(s.lengths) for s in samples], dtype=np.int64))
+        self.ids = _joined(s.input_ids for s in samples)
+
+    def left_aligned(self, width: int, fill: int, values: np.ndarray) -> torch.Tensor:
+        return self.fill(width, fill, self.lengths, values)
+
+    @staticmethod
+    def fill(width: int, fill: int, lengths: np.ndarray, values: np.ndarray) -> torch.Tensor:
+        """[rows, width] int64: ``values`` row by row, ``lengths`` each, from the left."""
+        out = np.full((len(lengths), width), fill, dtype=np.int64)
+        out[np.arange(width) < lengths[:, None]] = values
+        return torch.from_numpy(out)
+
+    @staticmethod
+    def count(flags: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        """How many ``flags`` are set in each consecutive run of ``lengths``."""
+        seen = np.concatenate([[0], np.cumsum(flags)])
+        ends = np.cumsum(lengths)
+        return seen[ends] - seen[ends - lengths]
+
+
+def _joined(tensors) -> np.ndarray:
+    return np.concatenate([t.numpy() for t in tensors]).astype(np.int64, copy=False)
