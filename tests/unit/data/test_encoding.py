@@ -120,6 +120,22 @@ def test_continuation_has_no_dummy_prefix():
     assert tokens._continue.encode(" what", add_special_tokens=False).tokens == ["▁what"]
 
 
+def test_repeated_first_pieces_come_from_the_cache_with_the_same_ids():
+    enc = encoder(llama_like_tokenizer())
+    uncached = encoder(llama_like_tokenizer())
+    uncached.segment_tokenizer._starts = None
+    for _ in range(2):  # the second pass reads the first piece from the cache
+        assert enc.tokenize(conversation()) == uncached.tokenize(conversation())
+    assert len(enc.segment_tokenizer._starts) == 1
+
+
+def test_a_random_tokenizer_is_never_cached():
+    backend = Tokenizer(models.BPE(dropout=0.5, unk_token="<unk>"))
+    backend.add_special_tokens([AddedToken("<unk>", special=True)])
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>")
+    assert SegmentTokenizer(tokenizer)._starts is None
+
+
 def test_slow_tokenizer_is_refused():
     with pytest.raises(DataConfigError, match="not a fast tokenizer"):
         SegmentTokenizer(object())
