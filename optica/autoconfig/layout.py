@@ -50,7 +50,8 @@ class Layout:
             ``recompute_num_layers``-th layer's input and recomputes all.
         recompute_num_layers: See ``recompute_method`` (NeMo's "activation checkpoint layers").
         sequence_parallel: Split norms and dropout over the TP ranks too (needs TP > 1).
-        use_distributed_optimizer: Shard master weights and Adam moments over DP (ZeRO-1).
+        use_distributed_optimizer: Shard parameters, gradients and Adam moments over DP × CP
+            (optica's trainer: FSDP2, ZeRO-3); False: whole states on every rank (DDP).
     """
 
     tensor_model_parallel_size: int = 1

@@ -1,9 +1,21 @@
 """Peak memory per GPU: weights, gradients, optimizer states and activations.
 
-States (Megatron-LM's accounting, mixed-precision Adam): a trained parameter costs 2 bytes of bf16
-weight, 4 of fp32 gradient and 12 of optimizer state (fp32 master weight, Adam m and v) = 18
-bytes; the distributed optimizer shards the 12 over the DP×CP ranks (6 + 12/d). In fp32: 4 + 4 + 8.
-A frozen parameter costs its weight only; LoRA adapters are trained parameters.
+States without the distributed optimizer (Megatron-LM's accounting, mixed-precision Adam): a
+trained parameter costs 2 bytes of bf16 weight, 4 of fp32 gradient and 12 of optimizer state (fp32
+master weight, Adam m and v) = 18 bytes; in fp32 4 + 4 + 8. A frozen parameter costs its weight
+only; LoRA adapters are trained parameters. The distributed optimizer is what optica's trainer
+runs, FSDP2 (ZeRO-3): every state sharded over the DP×CP ranks, 16/d bytes per trained parameter,
+plus the parameters it gathers for compute and its reduction buffers
+(:mod:`optica.autoconfig.data_parallel`).
+
+The peak falls on one of three moments of a step (:class:`MemoryEstimate`), traced on CPU with
+the profiler's allocation events (``tests/integration/autoconfig/test_calibration.py``):
+
+* the end of the forward pass: the last step's gradients (Lightning zeroes them, to None, only
+  between the forward and the backward pass), every activation, the logits and the log-softmax;
+* the start of the backward pass: the gradients are gone unless earlier micro-batches of the
+  step (accumulation, a pipeline) made them; the loss's backward holds 12·T·V;
+* the end of the backward pass: every gradient, and FSDP2's root buffers.
 
 Activations follow Korthikanti et al. 2022, "Reducing Activation Recomputation in Large
 Transformer Models", generalised from their GPT layer (h, MHA, MLP of 4h, dropout) to GQA, any
@@ -47,6 +59,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from optica.autoconfig.data_parallel import fully_sharded, gathered_bytes, sharded_state_bytes
 from optica.autoconfig.layout import Layout
 from optica.autoconfig.pipeline import Stage, StageParams, stage_params, stages
 from optica.autoconfig.shapes import (
@@ -63,17 +76,33 @@ GIB = 2**30
 
 @dataclass(frozen=True)
 class MemoryEstimate:
-    """Predicted peak bytes on one GPU of the heaviest pipeline stage ``stage``."""
+    """Predicted peak bytes on one GPU of the heaviest pipeline stage ``stage``.
+
+    Weights and optimizer states live through the whole step; ``moments`` are the bytes alive
+    beyond them at each moment the peak can fall on (module docstring), and the peak is the
+    largest. ``activations`` is the most the activations and the loss hold at once;
+    ``gathered`` what FSDP2 gathers through the passes. Without ``moments`` everything is
+    counted alive together.
+    """
 
     weights: float
     gradients: float
     optimizer: float
     activations: float
+    gathered: float = 0.0
+    moments: tuple[tuple[str, float], ...] = ()
     stage: int = 0
 
     @property
+    def peak_at(self) -> str:
+        """The moment of the peak (``"end of forward"``, ``"start of backward"``, ...)."""
+        return max(self.moments, key=lambda m: m[1])[0] if self.moments else "all at once"
+
+    @property
     def total(self) -> float:
-        return self.weights + self.gradients + self.optimizer + self.activations
+        if not self.moments:
+            return self.weights + self.gradients + self.optimizer + self.activations + self.gathered
+        return self.weights + self.optimizer + max(bytes_ for _, bytes_ in self.moments)
 
     @property
     def total_gib(self) -> float:
@@ -97,17 +126,30 @@ def estimate_memory(
 
 
 def state_bytes(params: StageParams, layout: Layout, training: Training) -> tuple[float, ...]:
-    """(weights, gradients, optimizer) bytes on one rank for a stage's parameters."""
+    """(weights, gradients, optimizer) bytes on one rank for a stage's parameters: FSDP2's
+    shards under the distributed optimizer (:mod:`optica.autoconfig.data_parallel`), else whole
+    states (Megatron's accounting, module docstring)."""
     tp, ep = layout.tp, layout.ep
     trained = params.trainable.sharded / tp + params.trainable.replicated + params.adapters
     experts = params.trainable.expert / (tp * ep)
     frozen = params.frozen.per_rank(tp=tp, ep=ep)
+    if fully_sharded(layout):
+        return sharded_state_bytes(trained, experts, frozen, layout)
     weight, grad, optim = (2, 4, 12) if training.precision == "bf16-mixed" else (4, 4, 8)
-    shard = layout.dp * layout.cp if layout.use_distributed_optimizer else 1
-    expert_shard = max(shard // ep, 1)
     weights = (trained + experts + frozen) * weight
-    optimizer = trained * optim / shard + experts * optim / expert_shard
-    return weights, (trained + experts) * grad, optimizer
+    return weights, (trained + experts) * grad, (trained + experts) * optim
+
+
+def trained_parameters(params: StageParams, layout: Layout) -> float:
+    """Trained parameters on one rank before data-parallel sharding (TP and EP split them)."""
+    tp, ep = layout.tp, layout.ep
+    trainable = params.trainable
+    return (
+        trainable.sharded / tp
+        + trainable.replicated
+        + params.adapters
+        + trainable.expert / (tp * ep)
+    )
 
 
 def layer_activation_bytes(
@@ -204,13 +246,34 @@ def layer_input_bytes(
 def _stage_memory(
     model: ModelShape, layout: Layout, stage: Stage, training: Training, flash: bool
 ) -> MemoryEstimate:
-    weights, grads, optimizer = state_bytes(
-        stage_params(model, stage, training, layout.pp), layout, training
-    )
+    params = stage_params(model, stage, training, layout.pp)
+    weights, grads, optimizer = state_bytes(params, layout, training)
     per_microbatch, transient = _stage_activations(model, layout, stage, training, flash)
-    activations = per_microbatch * stage.in_flight + transient
-    activations += loss_bytes(model, layout, stage, training)
-    return MemoryEstimate(weights, grads, optimizer, activations, stage.index)
+    layers = per_microbatch * stage.in_flight + transient
+    backward_loss = loss_bytes(model, layout, stage, training)
+    during, end, root_shard = gathered_bytes(model, layout, stage, params, training)
+    held = grads if gradients_held(layout) else 0.0
+    moments = (
+        (
+            "end of forward",
+            grads + during + layers + forward_loss_bytes(model, layout, stage, training),
+        ),
+        ("start of backward", held + during + layers + backward_loss),
+        ("end of backward", grads - root_shard + end),
+    )
+    return MemoryEstimate(
+        weights, grads, optimizer, layers + backward_loss, gathered=during, moments=moments,
+        stage=stage.index,
+    )  # fmt: skip
+
+
+def gradients_held(layout: Layout) -> bool:
+    """Whether gradients are alive when the backward pass starts. The trainer sets them to None
+    (``optimizer.zero_grad()``) between a step's forward pass and its backward pass (Lightning's
+    order), so the last step's gradients sit next to the forward pass's activations, and are gone
+    when the loss's backward begins; with accumulation or a pipeline schedule the earlier
+    micro-batches' gradients are there too."""
+    return layout.num_microbatches > 1
 
 
 def _stage_activations(
@@ -269,6 +332,18 @@ def loss_bytes(model: ModelShape, layout: Layout, stage: Stage, training: Traini
     tokens = layout.micro_batch_size * model.seq_length / layout.cp
     held = (4 + 4 + 4) * tokens * model.language.vocab_size
     return max(held, accumulation_bytes(model, layout, training))
+
+
+def forward_loss_bytes(
+    model: ModelShape, layout: Layout, stage: Stage, training: Training
+) -> float:
+    """The loss at the end of the forward pass: the output layer's logits (and, in 16-bit, their
+    fp32 copy) and the fp32 log-softmax cross entropy saves, 8·T·V in fp32, 10·T·V in bf16."""
+    if not stage.last or model.language is None:
+        return 0.0
+    tokens = layout.micro_batch_size * model.seq_length / layout.cp
+    logits = 4 + (training.activation_bytes if training.activation_bytes != 4 else 0)
+    return (logits + 4) * tokens * model.language.vocab_size
 
 
 def accumulation_bytes(model: ModelShape, layout: Layout, training: Training) -> float:

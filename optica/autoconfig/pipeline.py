@@ -62,9 +62,9 @@ def stages(model: ModelShape, layout: Layout) -> list[Stage]:
 
 def stage_params(model: ModelShape, stage: Stage, training: Training, pp: int) -> StageParams:
     """The parameters of ``stage``, split into trainable and frozen."""
-    backbone_trained = _backbone_trained(model, training)
     layers = P.layer_params(model.backbone) * stage.layers
-    trainable, frozen = (layers, ParamCount()) if backbone_trained else (ParamCount(), layers)
+    trained = backbone_trained(model, training)
+    trainable, frozen = (layers, ParamCount()) if trained else (ParamCount(), layers)
     if stage.first:
         trainable, frozen = _add_first(model, training, trainable, frozen)
     if stage.last:
@@ -88,7 +88,8 @@ def lora_layer_params(t: TransformerShape, lora: Lora) -> float:
     return sum(lora.dim * (i + o) * n for i, o, n in (shapes[m] for m in lora.target_modules))
 
 
-def _backbone_trained(model: ModelShape, training: Training) -> bool:
+def backbone_trained(model: ModelShape, training: Training) -> bool:
+    """Whether the repeated layers (a language model's, else a ViT's encoder) get gradients."""
     if model.language is not None:
         return training.language_trained()
     return not training.vision_frozen(model.kind)

@@ -96,6 +96,7 @@ class Candidate:
             "gradients_gib": round(memory.gradients / GIB, 3),
             "optimizer_gib": round(memory.optimizer / GIB, 3),
             "activations_gib": round(memory.activations / GIB, 3),
+            "gathered_gib": round(memory.gathered / GIB, 3), "peak_at": memory.peak_at,
             "fits": self.fits,
             "step_time_s": round(self.step_time.total, 4),
             "bubble_s": round(self.step_time.bubble, 4),

@@ -72,15 +72,58 @@ def llama2_7b_activations_by_hand(tp: int = 1) -> float:
     return 32 * layer + norm / tp + 2 * 2 * T * d + (4 + 4 + 4) * T * V
 
 
+LLAMA_LAYER = 4 * 4096**2 + 3 * 4096 * 11008 + 2 * 4096  # attention, SwiGLU MLP, two norms
+LLAMA_ROOT = 2 * 32000 * 4096 + 4096  # embedding, output layer, final norm
+
+
+def test_llama2_7b_parameters_split_into_layers_and_root():
+    assert 32 * LLAMA_LAYER + LLAMA_ROOT == N_LLAMA
+
+
 def test_llama2_7b_memory_by_hand_at_tp1():
-    # bf16-mixed, distributed optimizer over DP=8: weights 2N, gradients 4N, Adam 12N/8.
+    # bf16-mixed, distributed optimizer = FSDP2 over DP = 8: fp32 parameter, gradient and Adam
+    # shards 4N/8, 4N/8, 8N/8. Through the passes the root (embedding, output layer, final
+    # norm) and two layers are gathered in bf16; at the end of the backward pass the root's
+    # bf16 parameters and gradients and its fp32 reduce-scatter input are alive next to the
+    # layers' gradient shards. One micro-batch: the last step's gradients sit next to the
+    # forward pass's activations and the forward loss (bf16 logits, their fp32 copy, the fp32
+    # log-softmax: 10·T·V), and are gone when the backward pass starts (12·T·V).
+    T, V = 4096, 32000
     layout = Layout(data_parallel_size=8, global_batch_size=8)
     memory = estimate_memory(LLAMA, layout)
-    assert (memory.weights, memory.gradients) == (2 * N_LLAMA, 4 * N_LLAMA)
-    assert memory.optimizer == pytest.approx(12 * N_LLAMA / 8)
+    assert (memory.weights, memory.gradients) == (4 * N_LLAMA / 8, 4 * N_LLAMA / 8)
+    assert memory.optimizer == pytest.approx(8 * N_LLAMA / 8)
     assert memory.activations == pytest.approx(llama2_7b_activations_by_hand())
-    states = (2 + 4 + 12 / 8) * N_LLAMA
-    assert memory.total_gib == pytest.approx((states + llama2_7b_activations_by_hand()) / 2**30)
+    gathered = 2 * (LLAMA_ROOT + 2 * LLAMA_LAYER)
+    assert memory.gathered == gathered
+    layers = llama2_7b_activations_by_hand() - 12 * T * V
+    moments = dict(memory.moments)
+    assert moments["end of forward"] == pytest.approx(
+        4 * N_LLAMA / 8 + gathered + layers + 10 * T * V
+    )
+    assert moments["start of backward"] == pytest.approx(gathered + layers + 12 * T * V)
+    end = 4 * (N_LLAMA - LLAMA_ROOT) / 8 + (2 + 2 + 4) * LLAMA_ROOT
+    assert moments["end of backward"] == pytest.approx(end)
+    assert memory.peak_at == "end of forward"
+    states = (4 + 8) * N_LLAMA / 8
+    assert memory.total == pytest.approx(states + moments["end of forward"])
+
+
+def test_gradients_leave_before_the_backward_pass_unless_accumulated():
+    # fp32, one rank (calibration-sized Llama, where the loss dominates): with one micro-batch
+    # the gradients are set to None before the loss's backward; with four they are alive there.
+    llama = ModelShape(name="calibration", language=LanguageShape(
+        hidden_size=768, ffn_hidden_size=2048, num_layers=2, num_attention_heads=12,
+        num_query_groups=4, vocab_size=32000, seq_length=256,
+    ))  # fmt: skip
+    fp32 = Training(precision="32")
+    one = dict(estimate_memory(llama, Layout(global_batch_size=1), training=fp32).moments)
+    four = estimate_memory(llama, Layout(global_batch_size=4), training=fp32)
+    grads = four.gradients
+    assert dict(four.moments)["start of backward"] - one["start of backward"] == pytest.approx(
+        grads + 32_768_000  # and the output layer's new gradient (accumulation_bytes)
+    )
+    assert dict(four.moments)["end of forward"] == pytest.approx(one["end of forward"])
 
 
 def test_without_distributed_optimizer_adam_costs_12_bytes_everywhere():
@@ -88,6 +131,17 @@ def test_without_distributed_optimizer_adam_costs_12_bytes_everywhere():
     assert estimate_memory(LLAMA, layout).optimizer == 12 * N_LLAMA
     fp32 = estimate_memory(LLAMA, layout, training=Training(precision="32"))
     assert (fp32.weights, fp32.gradients, fp32.optimizer) == (4 * N_LLAMA, 4 * N_LLAMA, 8 * N_LLAMA)
+
+
+def test_ddp_reduces_the_roots_gradients_through_a_buffer():
+    # DDP (FSDP2's replicate) over 8: whole states; at the end of the backward pass the root's
+    # bf16 gradients and their fp32 all-reduce copy sit next to every gradient.
+    layout = Layout(data_parallel_size=8, global_batch_size=8, use_distributed_optimizer=False)
+    memory = estimate_memory(LLAMA, layout)
+    assert memory.gathered == 0
+    assert dict(memory.moments)["end of backward"] == 4 * N_LLAMA + (2 + 4) * LLAMA_ROOT
+    alone = estimate_memory(LLAMA, Layout(global_batch_size=1))  # one rank: nothing wrapped
+    assert dict(alone.moments)["end of backward"] == 4 * N_LLAMA
 
 
 def test_lora_keeps_the_base_frozen():
@@ -211,11 +265,17 @@ def test_llama2_7b_on_8_h200_falls_strictly_with_tp():
         for tp in (1, 2, 4, 8)
     ]  # fmt: skip
     assert totals == sorted(totals, reverse=True) and len(set(totals)) == 4
-    # TP = 1, DP = 8: 2 + 4 + 12/8 bytes per parameter. TP = 8, DP = 1: 18 bytes per parameter
-    # over 8 ranks; the 65 replicated norm weights per rank (65·4096·18 B ≈ 5 MB) are within rel.
-    states = {1: (2 + 4 + 12 / 8) * N_LLAMA, 8: 18 * N_LLAMA / 8}
+    # GBS 128: every rank accumulates, so the gradients sit next to the activations. TP = 1,
+    # DP = 8: FSDP2's shards (4 + 4 + 8)/8 bytes per parameter, the root and two layers gathered
+    # in bf16. TP = 8, DP = 1: 2 + 4 + 12 bytes per parameter over 8 ranks; the 65 replicated
+    # norm weights per rank (65·4096·18 B ≈ 5 MB) are within rel.
+    during = {
+        1: llama2_7b_activations_by_hand(1) + 2 * (LLAMA_ROOT + 2 * LLAMA_LAYER),
+        8: llama2_7b_activations_by_hand(8),
+    }
+    states = {1: (4 + 4 + 8) * N_LLAMA / 8, 8: 18 * N_LLAMA / 8}
     for tp, total in ((1, totals[0]), (8, totals[-1])):
-        by_hand = (states[tp] + llama2_7b_activations_by_hand(tp)) / 2**30
+        by_hand = (states[tp] + during[tp]) / 2**30
         assert total == pytest.approx(by_hand, rel=1e-3), tp
 
 

@@ -23,8 +23,8 @@ NODE_H200 = Cluster(1, 8, gpu_preset("h200"))
 COLUMNS = [
     "rank", "tp", "pp", "cp", "ep", "vp", "dp", "mbs", "gbs", "act_ckpt_layers",
     "sequence_parallel", "distributed_optimizer", "memory_per_gpu_gib", "weights_gib",
-    "gradients_gib", "optimizer_gib", "activations_gib", "fits", "step_time_s", "bubble_s",
-    "samples_per_s", "tflops_per_gpu",
+    "gradients_gib", "optimizer_gib", "activations_gib", "gathered_gib", "peak_at", "fits",
+    "step_time_s", "bubble_s", "samples_per_s", "tflops_per_gpu",
 ]  # fmt: skip
 
 
