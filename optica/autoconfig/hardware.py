@@ -110,6 +110,9 @@ class Efficiency:
         layer_overhead_s: Launch and synchronisation cost per layer and pass.
         collective_latency_s: Latency of each collective or point-to-point transfer.
         memory_headroom: Fraction of GPU memory kept free (context, NCCL, fragmentation).
+        overlap: Fraction of the data-parallel traffic that can hide behind compute which it
+            does hide (GPUs: NCCL runs on its own streams, 1.0; CPU processes with gloo share
+            their cores with the compute, 0.0).
     """
 
     compute: float = 0.5
@@ -118,3 +121,4 @@ class Efficiency:
     layer_overhead_s: float = 30e-6
     collective_latency_s: float = 20e-6
     memory_headroom: float = 0.1
+    overlap: float = 1.0

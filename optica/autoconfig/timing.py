@@ -14,8 +14,8 @@ Per micro-batch and pipeline stage:
 * PP: one activation send forward and one gradient send backward per model chunk.
 
 The step is the slowest stage's micro-batch time × (m + (p − 1)/v) — m micro-batches plus the
-1F1B bubble (Narayanan et al. 2021) — plus the data-parallel gradient reduction not hidden behind
-the last micro-batch's backward, plus the optimizer step (memory-bound: ~30 bytes per local
+1F1B bubble (Narayanan et al. 2021) — plus each micro-batch's data-parallel traffic not hidden
+behind its compute (:func:`_dp_time`), plus the optimizer step (memory-bound: ~30 bytes per local
 trained parameter). Bandwidth is NVLink for a group that fits in a node, else InfiniBand, with
 ranks ordered TP → CP → DP → PP.
 """
@@ -26,9 +26,10 @@ from dataclasses import dataclass
 
 from optica.autoconfig import flops as F
 from optica.autoconfig import params as P
+from optica.autoconfig.data_parallel import REDUCE_BYTES, fully_sharded, group_parameters
 from optica.autoconfig.hardware import Cluster, Efficiency
 from optica.autoconfig.layout import Layout
-from optica.autoconfig.memory import layer_activation_bytes, state_bytes
+from optica.autoconfig.memory import layer_activation_bytes, trained_parameters
 from optica.autoconfig.pipeline import Stage, stage_params, stages
 from optica.autoconfig.shapes import ModelShape
 from optica.autoconfig.training import Training
@@ -83,7 +84,9 @@ def predict_step_time(
     bubble = slowest * (p - 1) / v
     pipeline = slowest * m + bubble
     stage = max(stages(model, layout), key=lambda s: per_stage[s.index])
-    data_parallel = max(_dp_time(ctx, stage) - slowest * 2 / 3, 0.0)
+    # FSDP2's gathers can hide behind the whole micro-batch, a reduction only its backward.
+    hidden = (slowest if fully_sharded(layout) else slowest * 2 / 3) * ctx.eff.overlap
+    data_parallel = m * max(_dp_time(ctx, stage) - hidden, 0.0)
     return StepTime(pipeline, bubble, data_parallel, _optimizer_time(ctx, stage))
 
 
@@ -164,15 +167,25 @@ def _pp_time(ctx: _Context) -> float:
 
 
 def _dp_time(ctx: _Context, stage: Stage) -> float:
-    """Gradient reduction (and, with the distributed optimizer, the parameter all-gather)."""
+    """One micro-batch's data-parallel traffic (the trainer syncs every micro-batch).
+
+    FSDP2 (the distributed optimizer, :mod:`optica.autoconfig.data_parallel`): each layer's
+    parameters are all-gathered for the forward pass and again for the backward pass (resharded
+    in between), the root's once, in the compute dtype, and the gradients reduce-scattered in
+    fp32. DDP: an all-reduce of the fp32 gradients (2 × 4 bytes per trained parameter).
+    """
     layout = ctx.layout
     group = layout.dp * layout.cp
     if group == 1:
         return 0.0
-    # All-reduce of fp32 gradients (2 × 4 bytes), or reduce-scatter of them + all-gather of the
-    # bf16 weights (4 + 2 bytes) per trained parameter.
-    per_param = 4 + 2 if layout.use_distributed_optimizer else 2 * 4
-    volume = (group - 1) / group * _trained_on_rank(ctx, stage) * per_param
+    trained = _trained_on_rank(ctx, stage)
+    if fully_sharded(layout):
+        params = stage_params(ctx.model, stage, ctx.training, layout.pp)
+        layers, _, root = group_parameters(ctx.model, layout, stage, params, ctx.training)
+        gathered = ctx.training.activation_bytes * (2 * layers + root)
+        volume = (group - 1) / group * (gathered + REDUCE_BYTES * trained)
+    else:
+        volume = (group - 1) / group * trained * 2 * REDUCE_BYTES
     return ctx.transfer(volume, layout.tp * group)
 
 
@@ -185,5 +198,4 @@ def _optimizer_time(ctx: _Context, stage: Stage) -> float:
 
 def _trained_on_rank(ctx: _Context, stage: Stage) -> float:
     params = stage_params(ctx.model, stage, ctx.training, ctx.layout.pp)
-    _, grads, _ = state_bytes(params, ctx.layout, ctx.training)
-    return grads / 4  # gradients are fp32: 4 bytes per trained parameter
+    return trained_parameters(params, ctx.layout)

@@ -73,6 +73,24 @@ def test_gradient_reduction_is_exposed_when_compute_is_short():
     assert step.data_parallel > step.pipeline
 
 
+def test_fsdp_traffic_by_hand_without_overlap():
+    # Llama-2-7B, DP = 8 (FSDP2), bf16, 2 micro-batches, nothing hidden (overlap 0): each
+    # micro-batch all-gathers every layer's bf16 parameters twice (forward, backward) and the
+    # root's once, and reduce-scatters the fp32 gradients: 7/8 of 2·(2·32·L + R) + 4·N bytes
+    # over NVLink at 450 GB/s · 0.7.
+    layer = 4 * 4096**2 + 3 * 4096 * 11008 + 2 * 4096
+    root = 6_738_415_616 - 32 * layer
+    volume = 7 / 8 * (2 * (2 * 32 * layer + root) + 4 * 6_738_415_616)
+    efficiency = dataclasses.replace(NO_OVERHEAD, overlap=0.0)
+    layout = Layout(data_parallel_size=8, global_batch_size=16)
+    step = predict_step_time(LLAMA, layout, Cluster(1, 8, H100), efficiency=efficiency)
+    assert step.data_parallel == pytest.approx(2 * volume / (450e9 * 0.7))
+    # DDP: one all-reduce of the fp32 gradients per micro-batch, 2 · 7/8 · 4·N bytes.
+    ddp = dataclasses.replace(layout, use_distributed_optimizer=False)
+    step = predict_step_time(LLAMA, ddp, Cluster(1, 8, H100), efficiency=efficiency)
+    assert step.data_parallel == pytest.approx(2 * 2 * 7 / 8 * 4 * 6_738_415_616 / (450e9 * 0.7))
+
+
 def test_gpu_presets_and_custom_values():
     assert gpu_preset("h200").memory_gb == 141
     assert gpu_preset("H100-80GB", memory_gb=96).memory_gb == 96
