@@ -4,14 +4,17 @@
 
 * times each optimizer step (wall clock between consecutive step ends; the first step, which
   pays for warm-up, allocation and compilation, is kept but left out of the median);
-* records the peak memory of the process *above what it held before the model existed*: on a
-  GPU the allocator's peak (``max_memory_allocated``) after a reset; on a CPU the kernel's
-  peak RSS (``VmHWM``, reset through ``/proc/self/clear_refs``) minus the RSS at the reset —
-  the interpreter, torch and Lightning hold a few hundred MB that no memory model predicts —
-  and minus the library code paged in since (growth of ``RssFile``: the first forward and
-  backward pull in oneDNN and autograd code, file-backed pages that are not training memory).
-  The anonymous RSS sampled when every activation, and then every gradient, is alive is kept
-  as a cross-check (``sampled_anonymous_bytes``);
+* records the peak memory of the process *above what it held before the model existed*, as
+  the memory model counts it — the bytes of live tensors: on a GPU the allocator's peak
+  (``max_memory_allocated``) after a reset; on a CPU the running sum of the CPU allocator's
+  allocations and frees over the first ``PROFILED_STEPS`` optimizer steps (the profiler's
+  allocation events; the peak is reached by then: the second step is the first with Adam's
+  moments alive through the passes). Those steps are left out of the step time when there are
+  more. Next to it, the process's own peak: on a GPU the allocator's reserved peak; on a CPU the
+  kernel's peak RSS (``VmHWM``, reset through ``/proc/self/clear_refs``) minus the RSS at the
+  reset and minus the library code paged in since (growth of ``RssFile``), which adds what no
+  memory model of tensors predicts: the runtime's buffers (gloo, oneDNN) and freed pages glibc
+  keeps;
 * stops training once ``max_minutes`` have passed since the trainer set up (every rank agrees
   to stop at the same step, so no collective is left waiting); the executor's timeout is the
   backstop for a step that never ends;
@@ -31,6 +34,8 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 
+PROFILED_STEPS = 2
+
 _CLEAR_REFS = Path("/proc/self/clear_refs")
 _STATUS = Path("/proc/self/status")
 
@@ -49,24 +54,19 @@ class RunProbe(pl.Callback):
         self._start = self._last = 0.0
         self._step = 0
         self._times: list[float] = []
-        self._baseline = self._anon_baseline = self._anon_peak = self._file_baseline = 0
+        self._baseline = self._file_baseline = 0
+        self._tensors: CpuTensorPeak | None = None
+        self._tensor_peak: int | None = None
         self._stopped_by_limit = False
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         # NOTE: Lightning calls this before configure_model: the weights do not exist yet.
-        self._baseline = reset_peak_memory(trainer.strategy.root_device)
-        self._anon_baseline = self._anon_peak = _status_bytes("RssAnon")
+        device = trainer.strategy.root_device
+        self._baseline = reset_peak_memory(device)
         self._file_baseline = _status_bytes("RssFile")
+        if device.type == "cpu":
+            self._tensors = CpuTensorPeak()
         self._start = time.monotonic()
-
-    def on_before_backward(self, trainer: pl.Trainer, *args: Any) -> None:
-        self._sample_anonymous()  # every activation of the micro-batch is alive here
-
-    def on_before_optimizer_step(self, trainer: pl.Trainer, *args: Any) -> None:
-        self._sample_anonymous()  # every gradient is alive here
-
-    def _sample_anonymous(self) -> None:
-        self._anon_peak = max(self._anon_peak, _status_bytes("RssAnon"))
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._last, self._step = time.monotonic(), trainer.global_step
@@ -76,29 +76,40 @@ class RunProbe(pl.Callback):
             return
         now = time.monotonic()
         self._times.append(now - self._last)
-        self._last, self._step = now, trainer.global_step
+        self._step = trainer.global_step
+        if len(self._times) == PROFILED_STEPS:
+            self._stop_tensor_peak()
+        self._last = time.monotonic()
         if self.max_minutes is not None:
             over = now - self._start > self.max_minutes * 60
             if trainer.strategy.reduce_boolean_decision(over, all=False):
                 self._stopped_by_limit = True
                 trainer.should_stop = True
 
+    def _stop_tensor_peak(self) -> None:
+        if self._tensors is not None:
+            self._tensor_peak, self._tensors = self._tensors.stop(), None
+
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        peak = peak_memory(trainer.strategy.root_device)
-        code = max(_status_bytes("RssFile") - self._file_baseline, 0)
-        if trainer.strategy.root_device.type == "cuda":
-            code = 0
+        self._stop_tensor_peak()
+        device = trainer.strategy.root_device
+        process, code = process_peak_memory(device) - self._baseline, 0
+        if device.type == "cpu":
+            code = max(_status_bytes("RssFile") - self._file_baseline, 0)
+            tensors = self._tensor_peak or 0
+        else:
+            tensors = peak_memory(device) - self._baseline
         record = {
             "rank": trainer.global_rank,
             "world_size": trainer.world_size,
             "steps": len(self._times),
             "step_times_s": self._times,
-            "step_time_s": median_step_time(self._times),
-            "peak_memory_bytes": max(peak - self._baseline - code, 0),
+            "step_time_s": median_step_time(self._times, leave_out=PROFILED_STEPS),
+            "peak_memory_bytes": max(tensors, 0),
+            "process_peak_memory_bytes": max(process - code, 0),
             "code_paged_in_bytes": code,
             "baseline_memory_bytes": self._baseline,
-            "sampled_anonymous_bytes": self._anon_peak - self._anon_baseline,
-            "device": trainer.strategy.root_device.type,
+            "device": device.type,
             "stopped_by_time_limit": self._stopped_by_limit,
             "elapsed_s": time.monotonic() - self._start,
         }
@@ -110,10 +121,63 @@ class RunProbe(pl.Callback):
         os.replace(partial, path)
 
 
-def median_step_time(times: list[float]) -> float | None:
-    """The median step time without the first (warm-up) step, when there is more than one."""
+class CpuTensorPeak:
+    """The peak bytes of live CPU tensors made between construction and :meth:`stop`, from the
+    CPU allocator's allocation and free events that torch's profiler records with
+    ``profile_memory`` (no operator shapes or stacks; :func:`live_peak`). Blocks made before
+    construction are not counted: the probe starts it before the model exists."""
+
+    def __init__(self) -> None:
+        from torch.profiler import ProfilerActivity, profile
+
+        self._profiler = profile(activities=[ProfilerActivity.CPU], profile_memory=True)
+        self._profiler.start()
+
+    def stop(self) -> int:
+        self._profiler.stop()
+        results = self._profiler.profiler.kineto_results  # type: ignore[union-attr]
+        events = _cpu_allocations(results.experimental_event_tree())
+        return live_peak(events)
+
+
+def live_peak(events: list[tuple[int, int, int]]) -> int:
+    """The peak of the bytes alive over ``events`` (time, address, bytes: positive allocated,
+    negative freed). A block counts from its allocation to its free at the same address; a free
+    of a block allocated before the events began is ignored, and an allocation at an address
+    still counted replaces the block there (its free was not recorded)."""
+    alive, peak, blocks = 0, 0, {}
+    for _, address, size in sorted(events):
+        if size > 0:
+            alive += size - blocks.get(address, 0)
+            blocks[address] = size
+            peak = max(peak, alive)
+        else:
+            alive -= blocks.pop(address, 0)
+    return peak
+
+
+def _cpu_allocations(roots: list[Any]) -> list[tuple[int, int, int]]:
+    """(time, address, bytes: positive allocated, negative freed) of every CPU allocation
+    event the profiler recorded."""
+    from torch._C._profiler import _EventType
+
+    found, pending = [], list(roots)
+    while pending:
+        node = pending.pop()
+        pending.extend(node.children)
+        if node.tag == _EventType.Allocation and node.extra_fields.device.type == "cpu":
+            fields = node.extra_fields
+            found.append((node.start_time_ns, fields.ptr, fields.alloc_size))
+    return found
+
+
+def median_step_time(times: list[float], leave_out: int = 1) -> float | None:
+    """The median step time without the first ``leave_out`` steps (warm-up, profiled) when more
+    steps were measured, else without the first alone when there are two or more."""
     if not times:
         return None
+    if len(times) > leave_out:
+        return statistics.median(times[leave_out:])
     return statistics.median(times[1:] if len(times) > 1 else times)
 
 
@@ -134,6 +198,15 @@ def peak_memory(device: torch.device) -> int:
         torch.cuda.synchronize(device)
         return torch.cuda.max_memory_allocated(device)
     return _status_bytes("VmHWM")
+
+
+def process_peak_memory(device: torch.device) -> int:
+    """The process's own peak since :func:`reset_peak_memory`: the allocator's reserved bytes on
+    a GPU (cached blocks included), the peak RSS on a CPU."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        return torch.cuda.max_memory_reserved(device)
+    return peak_memory(device)
 
 
 def read_measurements(directory: Path) -> list[dict[str, Any]]:

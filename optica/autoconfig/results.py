@@ -27,7 +27,8 @@ NEMO_COLUMNS = (
 COMPARISON_COLUMNS = (
     "Act Ckpt Layers", "DP", "Predicted Rank", "Measured Rank", "Predicted Time per Step",
     "Time Error %", "Predicted Memory per GPU (GiB)", "Measured Memory per GPU (GiB)",
-    "Memory Error %", "Steps Measured", "Stopped by Time Limit", "Run Dir",
+    "Memory Error %", "Measured Process Memory per GPU (GiB)", "Steps Measured",
+    "Stopped by Time Limit", "Run Dir",
 )  # fmt: skip
 FAILED_COLUMNS = (
     "Predicted Rank", "TP", "PP", "CP", "EP", "MBS", "VP", "GBS", "Act Ckpt Layers",
@@ -123,7 +124,8 @@ def _row(result: SearchResult, outcome: Outcome, measured_rank: int) -> dict[str
         round(candidate.step_time.total, 4),
         round(error_percent(candidate.step_time.total, time), 1),
         round(predicted_memory / GIB, 4), round(measured.peak_memory_bytes / GIB, 4),
-        round(error_percent(predicted_memory, measured.peak_memory_bytes), 1), measured.steps,
+        round(error_percent(predicted_memory, measured.peak_memory_bytes), 1),
+        round(measured.process_peak_memory_bytes / GIB, 4), measured.steps,
         measured.stopped_by_time_limit, str(outcome.run_dir),
     )  # fmt: skip
     return dict(zip(NEMO_COLUMNS + COMPARISON_COLUMNS, values))

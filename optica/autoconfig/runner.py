@@ -93,12 +93,15 @@ class Launch:
 
 @dataclass(frozen=True)
 class Measured:
-    """What a run measured: the median step time and the peak memory of its heaviest rank."""
+    """What a run measured: the median step time, the peak of live tensors (what the memory
+    model predicts) and the process's own peak (:mod:`optica.autoconfig.measure`) of its
+    heaviest rank."""
 
     step_time_s: float
     peak_memory_bytes: int
     steps: int
     stopped_by_time_limit: bool
+    process_peak_memory_bytes: int = 0
 
 
 @dataclass(frozen=True)
@@ -218,6 +221,7 @@ def _outcome(candidate: Candidate, run_dir: Path, job: Any, state: State) -> Out
         measured = Measured(
             step_time_s=max(r["step_time_s"] for r in records),
             peak_memory_bytes=max(r["peak_memory_bytes"] for r in records),
+            process_peak_memory_bytes=max(r.get("process_peak_memory_bytes", 0) for r in records),
             steps=min(r["steps"] for r in records),
             stopped_by_time_limit=any(r["stopped_by_time_limit"] for r in records),
         )

@@ -2,7 +2,13 @@
 
 import torch
 
-from optica.autoconfig.measure import median_step_time, peak_memory, reset_peak_memory
+from optica.autoconfig.measure import (
+    CpuTensorPeak,
+    live_peak,
+    median_step_time,
+    peak_memory,
+    reset_peak_memory,
+)
 
 
 def test_median_leaves_out_the_warm_up_step():
@@ -20,3 +26,36 @@ def test_cpu_peak_sees_a_tensor_allocated_and_freed_after_the_reset():
     assert 60 * 2**20 < grown < 200 * 2**20
     again = reset_peak_memory(cpu)  # a new reset forgets the old peak
     assert peak_memory(cpu) - again < 32 * 2**20
+
+
+def test_median_leaves_out_the_profiled_steps_when_more_were_measured():
+    assert median_step_time([9.0, 8.0, 1.0, 3.0], leave_out=2) == 2.0
+    assert median_step_time([9.0, 1.0], leave_out=2) == 1.0  # too few: the warm-up step only
+
+
+def test_cpu_tensor_peak_counts_live_tensors_not_the_process():
+    peak = CpuTensorPeak()
+    a = torch.ones(8 * 2**20 // 4)  # 8 MiB
+    b = torch.ones(16 * 2**20 // 4)  # 16 MiB: 24 MiB alive together
+    del a, b
+    c = torch.ones(4 * 2**20 // 4)  # after the peak: does not raise it
+    measured = peak.stop()
+    assert 24 * 2**20 <= measured < 24 * 2**20 + 2**20
+    del c
+
+
+def test_cpu_tensor_peak_counts_only_tensors_made_since_the_start():
+    before = torch.ones(32 * 2**20 // 4)  # made before: its free is not an event of the window
+    peak = CpuTensorPeak()
+    del before
+    grown = torch.ones(8 * 2**20 // 4)
+    assert 8 * 2**20 <= peak.stop() < 9 * 2**20
+    del grown
+
+
+def test_live_peak_pairs_frees_with_their_allocations_by_address():
+    events = [(1, 0xA, 100), (2, 0xB, 50), (3, 0xA, -100), (4, 0xC, 30), (5, 0xB, -50)]
+    assert live_peak(events) == 150
+    assert live_peak([(1, 0xF, -500), (2, 0xA, 10)]) == 10  # a block from before: ignored
+    # 0xA's free went unrecorded and the address was reused: the new block replaces the old.
+    assert live_peak([(1, 0xA, 100), (2, 0xA, 40), (3, 0xB, 70)]) == 110
