@@ -4,61 +4,53 @@ against the predictions.
 
 The "GPU" is a CPU described honestly: torch's CPU SDPA is a flash kernel
 (``_scaled_dot_product_flash_attention_for_cpu``, dropout off) that saves only the log-sum-exp,
-fp32 training, and a stated sustained compute rate and gloo link; those numbers are assumptions,
-not fitted. Measured memory is the process's peak above what it held before the model existed
-(:mod:`optica.autoconfig.measure`). The per-layer activations are exact (the unit test
-``tests/unit/autoconfig/test_saved_activations.py`` sums what autograd saves); what the model
-still does not count on a CPU — the runtime's own allocations after set-up (autograd, gloo and
-oneDNN buffers), backward-pass transients beyond the loss's, and glibc keeping freed pages in
-the RSS high-water mark — makes the measurement exceed the prediction; the bounds below allow
-for that and still fail if a part of the model (states, activations, the loss) went missing or
-were counted twice. Recorded 2026-11, torch 2.13 CPU, on a shared 2-core machine (h=128,
-2 layers, vocab 2048, seq 128, GBS 8):
+fp32 training, a stated sustained compute rate and gloo link, and no overlap of data-parallel
+traffic with compute (gloo shares the cores); those numbers are assumptions, not fitted.
 
-* 1 process, MBS 2 / 8: predicted 25.5 / 60.9 MB, measured 40.8 / 86.8 MB (errors -38%, -30%;
-  before the activation terms were matched to the saved tensors: -38%, -37%); what MBS 8 adds
-  over MBS 2: predicted 35 MB, measured 46 MB
-* 2 processes, MBS 2, DP2 (FSDP) / TP2: predicted 22.0 / 15.8 MB, measured 45.5 / 41.5 MB
-  (-52%, -62%: the fixed runtime share is larger at this size); step time predicted 0.107 /
-  0.141 s, measured 0.120 / 0.260 s — the predicted order is the measured order
-* step times of one process swing 2-10x with the other jobs on the machine: only the order is
-  checked
+Measured memory is what the model predicts: the peak of live tensors above what was alive before
+the model existed (:mod:`optica.autoconfig.measure`: on a GPU ``max_memory_allocated``, here the
+CPU allocator's events recorded by torch's profiler over the first two steps). The process's own
+peak RSS, which adds the runtime's buffers (gloo, oneDNN) and the freed pages glibc keeps, is in
+``results.csv`` next to it and is not predicted. What made the model match (traced with the
+same profiler events, every live block at the peak named by the op that made it):
 
-The tiny LLaVA (``llava_tiny`` at 128 tokens: 64 image tokens + 64 of text, GBS 8; recorded
-2026-11 the same way):
+* Lightning sets the gradients to None between the forward and the backward pass, so the last
+  step's gradients sit next to the forward pass's activations and the logits and log-softmax,
+  and are gone when the loss's backward starts (12·T·V): the peak is one of three moments
+  (``optica.autoconfig.memory``); before, gradients were counted next to everything (+19% at
+  MBS 4);
+* the distributed optimizer is FSDP2 here (ZeRO-3, every state sharded): at the end of the
+  backward pass the root module's gathered parameters, their unsharded gradients and the flat
+  reduce-scatter input are alive (``optica.autoconfig.data_parallel``);
+* the RSS had hidden 75-210 MB of runtime per process above the tensors.
 
-* 1 process, vision tower frozen, MBS 2 / 8: predicted 9.6 / 25.3 MB, measured 17.2 / 42.7 MB
-  (-44%, -41%)
-* 2 processes, all trained, MBS 2, DP2 (FSDP) / TP2: predicted 10.6 / 7.5 MB, measured
-  23.2 / 19.4 MB (-54%, -62%); step time predicted 0.064 / 0.097 s, measured 0.14 / 0.30 s —
-  the predicted order is the measured order
+Recorded 2026-11-24, torch 2.13 CPU, on a shared 2-core machine (another job running), each
+table as ``pytest -s`` prints it; step times of one process swing 2-10x with the machine's load:
 
-Where the model's own terms dominate — a Llama of 62M parameters (h 768, FFN 2048, 12 heads,
-4 KV groups, 2 layers, vocab 32000, seq 256, GBS 4; recorded 2026-11-24, torch 2.13 CPU, the
-same shared machine), states ~1 GB and a loss of 100-400 MB per process:
-
-* 1 process, MBS 4 / MBS 1 (4 accumulated): predicted 1450.7 / 1100.5 MB, measured 1371.8 /
-  1214.6 and, on a second run, 1362.3 / 1176.4 MB (+6 to +7%, -9 to -6%)
-* 2 processes, MBS 2, DP2 (FSDP) / TP2 (2 accumulated): predicted 960.8 / 692.1 MB, measured
-  1148.2 / 819.0, 1146.0 / 832.0 and 1166.6 / 824.2 MB (-16 to -18%, -16 to -17%); after the
-  tensor-parallel embedding moved to local-row lookups (``vocab_parallel_embedding``, no whole
-  [V, h] gradient per rank, see below) TP2 measured 789.4 MB (-12.3%), DP2 1150.1 MB (-16.5%)
-
-What each term is worth was traced, not fitted: every storage the ops create, alive until it
-dies (FSDP2's resized buffers followed), at the peak of live tensors, in the same model and
-step outside Lightning. Live-tensor peaks: 1215 MB at MBS 4 (states less the gradients, which
-``zero_grad`` sets to None, plus the activations and 12·T·V of loss at the start of the
-backward pass), 1101 MB at MBS 1 (on a later micro-batch, the output layer's new [V, h] weight
-gradient next to the logits' gradient: the one allocation the model lacked, now
-:func:`~optica.autoconfig.memory.accumulation_bytes`), 940 MB for DP2 (at the end of the
-backward pass: the root module's unsharded embedding and output layer, their unsharded gradients
-and FSDP2's flat reduce-scatter copy, activations all freed) and 753 MB for TP2 (the
-vocab-parallel embedding's gradient keeps a whole [V, h] storage per rank, 47 MB above its
-shard; fixed since by ``vocab_parallel_embedding``). So the model's sum of states and
-activations is an upper bound on the tensors at one
-micro-batch per step (+19% at MBS 4) and exact at MBS 1 (1100.5 vs 1101); the measurement's
-remaining 110-210 MB above the live tensors is the runtime's (the allocator's high-water mark,
-gloo, oneDNN), larger with two processes.
+* small Llama (h 128, 2 layers, vocab 2048, seq 128, GBS 8): 1 process MBS 2 / 8 predicted
+  25.5 / 57.5 MB, measured 25.4 / 57.3 MB (+0.2%, +0.3%); 2 processes MBS 2, DP2 (FSDP) / TP2
+  predicted 22.0 / 15.8 MB, measured 21.3-22.6 / 17.3-18.1 MB in two runs (+3.5 to -2.4%,
+  -9 to -13%: DTensor's and gloo's buffers weigh at this size); step time predicted 0.120 /
+  0.141 s, measured 0.121 / 0.297 and 0.183 / 0.451 s, the predicted order;
+* tiny LLaVA (``llava_tiny`` at 128 tokens: 64 image tokens + 64 of text): 1 process with the
+  tower frozen, MBS 8 / 2 predicted 24.3 / 9.6 MB, measured 18.3 / 8.0 MB (+32%, +22%);
+  2 processes, all trained, DP2 / TP2 predicted 10.2 / 7.5 MB, measured 9.3 / 8.5 MB (+10%,
+  -12%), the predicted order of step times. The over-prediction on one process is optica's
+  LLaVA computing the language model's last layer (past keys and values) and the logits only
+  from the first learned position (``LlamaModel._positions_read``): the image tokens and the
+  prompt — half the sequence in ``MockDataModule``'s samples, a data-dependent share — cost
+  nothing there, and the model counts every position (an upper bound);
+* a Llama of 62M parameters (h 768, FFN 2048, 12 heads, 4 KV groups, 2 layers, vocab 32000,
+  seq 256, GBS 4), states ~1 GB and a loss of 100-400 MB per process: 1 process MBS 4 / MBS 1
+  (4 accumulated) predicted 1325.7 / 1100.5 MB, measured 1324.7 / 1101.1 MB (+0.1%, -0.1%);
+  2 processes MBS 2, TP2 / DP2 (FSDP) predicted 692.1 / 939.8 MB, measured 702.6-704.8 /
+  939.8-963.8 MB in two runs (-1.5 to -1.8%, 0 to -2.5%), TP2 695.8-711.2 MB in five more runs
+  of it alone; one run measured TP2 at 798 MB (not reproduced, not traced). Step times: TP2
+  1.78 / 2.94 / 1.97 s against DP2 3.12 / 3.72 / 2.62 s in three runs, 2.93 against 2.25 s in
+  a fourth: the two layouts are within ~30-40% and can swap places with the machine's load; the
+  model ranks TP2 first (4.78 against 5.13 s predicted: DP2's
+  FSDP2 all-gathers every parameter twice and reduce-scatters the gradients, 270 MB a step
+  through a 1 GB/s gloo link with no overlap).
 
 Each test prints its table (``pytest -s``).
 """
@@ -79,7 +71,9 @@ CPU = ac.GpuSpec(
     "CPU core (gloo)", memory_gb=4, peak_tflops=0.05, hbm_gbs=10, nvlink_gbs=1, ib_gbs=1,
     flash_attention=True,
 )  # fmt: skip
-CPU_EFFICIENCY = ac.Efficiency(compute=0.5, layer_overhead_s=2e-3, collective_latency_s=2e-4)
+CPU_EFFICIENCY = ac.Efficiency(
+    compute=0.5, layer_overhead_s=2e-3, collective_latency_s=2e-4, overlap=0.0
+)
 MODEL = ac.ModelShape(
     name="calibration_llama",
     language=ac.LanguageShape(
@@ -134,10 +128,10 @@ def test_one_process_memory_grows_with_the_micro_batch_as_predicted(tmp_path):
     actual = {m: float(r["Measured Memory per GPU (GiB)"]) * 1024 for m, r in by_mbs.items()}
     assert actual[8] > actual[2] and predicted[8] > predicted[2]
     for mbs in (2, 8):
-        assert 0.5 < predicted[mbs] / actual[mbs] < 1.2, (mbs, predicted, actual)
+        assert 0.85 < predicted[mbs] / actual[mbs] < 1.15, (mbs, predicted, actual)
     # The activations' share: what four times the micro-batch adds, predicted vs measured.
     growth = (predicted[8] - predicted[2]) / (actual[8] - actual[2])
-    assert 0.6 < growth < 1.2, growth
+    assert 0.85 < growth < 1.15, growth
 
 
 def test_two_processes_sharding_and_ranking(tmp_path):
@@ -149,8 +143,8 @@ def test_two_processes_sharding_and_ranking(tmp_path):
     by_tp = {int(r["TP"]): r for r in rows}
     predicted = {t: float(r["Predicted Memory per GPU (GiB)"]) for t, r in by_tp.items()}
     actual = {t: float(r["Measured Memory per GPU (GiB)"]) for t, r in by_tp.items()}
-    for tp in (1, 2):
-        assert 0.3 < predicted[tp] / actual[tp] < 1.2, (tp, predicted, actual)
+    for tp in (1, 2):  # TP2's few MB of DTensor and gloo buffers weigh at this size
+        assert 0.8 < predicted[tp] / actual[tp] < 1.15, (tp, predicted, actual)
     # TP=2 holds half the layers' weights and activations of DP=2 (FSDP shards only states).
     assert predicted[2] < predicted[1] and actual[2] < actual[1]
     # The layout the model ranks first is within 2x of the fastest one measured.
@@ -176,7 +170,7 @@ def test_llava_one_and_two_processes(tmp_path):
         ratio = float(row["Predicted Memory per GPU (GiB)"]) / float(
             row["Measured Memory per GPU (GiB)"]
         )
-        assert 0.3 < ratio < 1.2, row
+        assert 0.8 < ratio < 1.4, row  # over: the last layer's suffix (module docstring)
     assert _memory(one[8], "Measured") > _memory(one[2], "Measured")
     assert _memory(two[2], "Predicted") < _memory(two[1], "Predicted")
     chosen = next(r for r in two.values() if r["Predicted Rank"] == "1")
@@ -225,9 +219,7 @@ def _print_table(name: str, world: int, rows: list[dict[str, str]]) -> None:
 
 def test_model_terms_dominate_at_hundreds_of_megabytes(tmp_path):
     """A Llama of 62M parameters (h 768, 2 layers, V 32000, seq 256, GBS 4): states of ~1 GB
-    and a loss of 100-400 MB per process, so the model's own terms dominate (module docstring).
-    Within 10% on one process; on two the runtime's share (gloo, the allocator's high-water)
-    still leaves the prediction 16-18% low, hence 0.8 as the lower bound."""
+    and a loss of 100-400 MB per process. Memory within 10% on one and on two processes."""
     one_space = ac.SearchSpace(micro_batch_sizes=(1, 4), recompute_num_layers=(0,),
                                global_batch_sizes=(4,))  # fmt: skip
     one = calibrate(tmp_path / "one", 1, one_space, LARGE)
@@ -236,7 +228,10 @@ def test_model_terms_dominate_at_hundreds_of_megabytes(tmp_path):
         micro_batch_sizes=(2,), recompute_num_layers=(0,), global_batch_sizes=(4,),
     )  # fmt: skip
     two = calibrate(tmp_path / "two", 2, two_space, LARGE)
-    for row in one:
+    for row in one + two:
         assert 0.9 < _memory(row, "Predicted") / _memory(row, "Measured") < 1.1, row
-    for row in two:
-        assert 0.8 < _memory(row, "Predicted") / _memory(row, "Measured") < 1.1, row
+    # The two layouts measure within ~30% of each other and swap places from run to run on
+    # this shared machine (module docstring): only a wrong pick by far would fail.
+    chosen = next(r for r in two if r["Predicted Rank"] == "1")
+    best = min(float(r["Time per Step"]) for r in two)
+    assert float(chosen["Time per Step"]) <= 2 * best, two
