@@ -329,8 +329,7 @@ def loss_bytes(model: ModelShape, layout: Layout, stage: Stage, training: Traini
     the output layer's accumulated gradient's moment when that is larger."""
     if not stage.last or model.language is None:
         return 0.0
-    tokens = layout.micro_batch_size * model.seq_length / layout.cp
-    held = (4 + 4 + 4) * tokens * model.language.vocab_size
+    held = (4 + 4 + 4) * logit_tokens(model, layout) * model.language.vocab_size
     return max(held, accumulation_bytes(model, layout, training))
 
 
@@ -341,9 +340,22 @@ def forward_loss_bytes(
     fp32 copy) and the fp32 log-softmax cross entropy saves, 8·T·V in fp32, 10·T·V in bf16."""
     if not stage.last or model.language is None:
         return 0.0
-    tokens = layout.micro_batch_size * model.seq_length / layout.cp
     logits = 4 + (training.activation_bytes if training.activation_bytes != 4 else 0)
-    return (logits + 4) * tokens * model.language.vocab_size
+    return (logits + 4) * logit_tokens(model, layout) * model.language.vocab_size
+
+
+def logit_tokens(model: ModelShape, layout: Layout) -> float:
+    """Positions of one micro-batch whose logits a rank computes (T in the loss's terms).
+
+    A language model learns every position in pretraining. Optica's LLaVA computes logits only
+    where a label is learned (``LlavaModel``'s ``logits_at``), and the image tokens are never
+    learned: a VLM counts its text tokens (its prompt is not learned either, but how long it is
+    depends on the data, so it is counted: an upper bound).
+    """
+    per_sample = model.seq_length
+    if model.kind == "vlm":
+        per_sample = max(per_sample - model.image_tokens * model.images_per_sample, 1)
+    return layout.micro_batch_size * per_sample / layout.cp
 
 
 def accumulation_bytes(model: ModelShape, layout: Layout, training: Training) -> float:
@@ -360,9 +372,8 @@ def accumulation_bytes(model: ModelShape, layout: Layout, training: Training) ->
     language = model.language
     if language is None or layout.num_microbatches == 1 or not training.language_trained():
         return 0.0
-    tokens = layout.micro_batch_size * model.seq_length / layout.cp
     new_gradient = 4 * language.vocab_size * language.hidden_size / layout.tp
-    return 4 * tokens * language.vocab_size + new_gradient
+    return 4 * logit_tokens(model, layout) * language.vocab_size + new_gradient
 
 
 def _vlm_vision_activations(

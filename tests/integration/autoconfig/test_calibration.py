@@ -33,13 +33,14 @@ table as ``pytest -s`` prints it; step times of one process swing 2-10x with the
   -9 to -13%: DTensor's and gloo's buffers weigh at this size); step time predicted 0.120 /
   0.141 s, measured 0.121 / 0.297 and 0.183 / 0.451 s, the predicted order;
 * tiny LLaVA (``llava_tiny`` at 128 tokens: 64 image tokens + 64 of text): 1 process with the
-  tower frozen, MBS 8 / 2 predicted 24.3 / 9.6 MB, measured 18.3 / 8.0 MB (+32%, +22%);
-  2 processes, all trained, DP2 / TP2 predicted 10.2 / 7.5 MB, measured 9.3 / 8.5 MB (+10%,
-  -12%), the predicted order of step times. The over-prediction on one process is optica's
-  LLaVA computing the language model's last layer (past keys and values) and the logits only
-  from the first learned position (``LlamaModel._positions_read``): the image tokens and the
-  prompt — half the sequence in ``MockDataModule``'s samples, a data-dependent share — cost
-  nothing there, and the model counts every position (an upper bound);
+  tower frozen, MBS 8 / 2 predicted 23.2 / 9.3 MB, measured 18.3 / 8.0 MB (+27%, +17%);
+  2 processes, all trained, DP2 / TP2 predicted 9.9 / 7.1 MB, measured 9.5 / 8.4 MB (+4%,
+  -16%), the predicted order of step times. The model takes the logits at the text tokens
+  only (image tokens are never learned: ``memory.logit_tokens``); the over-prediction on one
+  process is what else optica's LLaVA skips for positions before the first learned one
+  (``LlamaModel._positions_read``: the last layer's queries, projection and MLP) and the
+  unlearned prompt — half the text in ``MockDataModule``'s samples, a data-dependent share the
+  model counts (an upper bound);
 * a Llama of 62M parameters (h 768, FFN 2048, 12 heads, 4 KV groups, 2 layers, vocab 32000,
   seq 256, GBS 4), states ~1 GB and a loss of 100-400 MB per process: 1 process MBS 4 / MBS 1
   (4 accumulated) predicted 1325.7 / 1100.5 MB, measured 1324.7 / 1101.1 MB (+0.1%, -0.1%);

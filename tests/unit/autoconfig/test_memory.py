@@ -332,3 +332,18 @@ def test_gradient_accumulation_adds_the_output_layers_new_gradient():
         llama, Layout(global_batch_size=1), training=Training(lora=Lora())
     )
     assert lora.activations == lora_single.activations  # no gradient for a frozen output layer
+
+
+def test_a_vlm_takes_logits_at_its_text_tokens_only():
+    # LLaVA-1.5-7B: the 576 image tokens come first and are never learned, so the loss holds
+    # 12·(seq − 576)·V per sample, not 12·seq·V (the prompt's share depends on the data).
+    from optica.autoconfig.memory import loss_bytes
+    from optica.autoconfig.pipeline import stages
+
+    llava = model_shape("llava15_7b")
+    layout = Layout(global_batch_size=1)
+    (last,) = stages(llava, layout)
+    text = llava.seq_length - 576
+    vocab = llava.language.vocab_size
+    assert llava.image_tokens == 576
+    assert loss_bytes(llava, layout, last, Training()) == 12 * text * vocab
