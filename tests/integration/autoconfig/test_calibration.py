@@ -171,7 +171,7 @@ def test_llava_one_and_two_processes(tmp_path):
         ratio = float(row["Predicted Memory per GPU (GiB)"]) / float(
             row["Measured Memory per GPU (GiB)"]
         )
-        assert 0.8 < ratio < 1.4, row  # over: the last layer's suffix (module docstring)
+        assert 0.75 < ratio < 1.4, row  # over: the prompt, the last layer (module docstring)
     assert _memory(one[8], "Measured") > _memory(one[2], "Measured")
     assert _memory(two[2], "Predicted") < _memory(two[1], "Predicted")
     chosen = next(r for r in two.values() if r["Predicted Rank"] == "1")
