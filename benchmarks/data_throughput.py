@@ -6,7 +6,8 @@ prompt, and collate micro-batches — on the same synthetic samples (images and 
 a temporary folder), one pass each, in one process, timed batch by batch in turn:
 
 * optica: :class:`~optica.data.llava.LlavaDataset` (lazy index, template, per-segment
-  tokenization with labels) and :class:`~optica.data.collate.Collator`.
+  tokenization with labels), each micro-batch fetched as torch's DataLoader fetches one, and
+  :class:`~optica.data.collate.Collator`.
 * reference: what a user of transformers writes — open each image with PIL, format the prompt by
   hand, call ``LlavaProcessor`` (``CLIPImageProcessorPil`` + a Llama-like fast tokenizer made
   here) on each micro-batch with padding. It computes no labels (optica does), which favours it.
@@ -125,8 +126,14 @@ def optica_pipeline(data: Path, images: Path, tokenizer, batch_size: int):
     dataset = LlavaDataset(data, encoder=encoder, image_folder=images)
     collate = Collator(tokenizer.pad_token_id, processor.size, 1, encoder.image_token_len)
     for start in range(0, len(dataset), batch_size):
-        rows = range(start, min(start + batch_size, len(dataset)))
-        yield collate([dataset[i] for i in rows])
+        yield collate(fetch(dataset, range(start, min(start + batch_size, len(dataset)))))
+
+
+def fetch(dataset, rows) -> list:
+    """A batch's samples as torch's DataLoader fetches them: ``__getitems__`` when the dataset
+    has one (``LlavaDataset`` does: its images land in one buffer), else one ``dataset[i]`` each."""
+    getitems = getattr(dataset, "__getitems__", None)
+    return getitems(list(rows)) if getitems else [dataset[i] for i in rows]
 
 
 def reference_processor(tokenizer):

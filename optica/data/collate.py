@@ -25,6 +25,7 @@ import torch
 
 from optica.data.config import IGNORE_INDEX, IMAGE_TOKEN_ID
 from optica.data.sample import Sample
+from optica.data.slab import joined_view
 
 
 def _spans(lengths: np.ndarray) -> np.ndarray:
@@ -66,19 +67,26 @@ class Collator:
         rows = _Rows(samples)
         width = -(-int(rows.lengths.max()) // self.pad_to_multiple_of) * self.pad_to_multiple_of
         batch = self._tokens(samples, rows, width)
-        images = [s.images.numpy() for s in samples if len(s.images)]
-        # numpy's copy: single-threaded, see optica.data.sample.stack_images
-        batch["images"] = (
-            torch.from_numpy(np.concatenate(images))
-            if images
-            else torch.empty(0, 3, *self.image_size)
-        )
+        batch["images"] = self._images([s.images for s in samples if len(s.images)])
         batch["num_images"] = torch.tensor([len(s.images) for s in samples], dtype=torch.long)
         batch["position_ids"] = self._positions(rows, width, batch["num_images"])
         if any(len(s.lengths) > 1 for s in samples):
             batch["packed_seq_params"] = packed_params(batch["document_ids"])
         batch["problems"] = [p for s in samples for p in s.problems]
         return batch
+
+    def _images(self, images: list[torch.Tensor]) -> torch.Tensor:
+        """All images [N, 3, H, W]: a view when they lie back to back in one slab (samples
+        fetched together, see optica.data.slab), else a copy with numpy's single-threaded
+        concatenate (see optica.data.sample.stack_images)."""
+        if not images:
+            return torch.empty(0, 3, *self.image_size)
+        joined = joined_view(images)
+        return (
+            joined
+            if joined is not None
+            else torch.from_numpy(np.concatenate([image.numpy() for image in images]))
+        )
 
     def _tokens(self, samples: Sequence[Sample], rows: _Rows, width: int) -> dict:
         """All rows at once, each sample's tokens left-aligned through one row mask (a few numpy

@@ -71,18 +71,24 @@ class ImageProcessor:
             image = image.resize((width, height), resample=self.resample)
         return image
 
-    def __call__(self, image: Image.Image) -> torch.Tensor:
+    def __call__(self, image: Image.Image, out: torch.Tensor | None = None) -> torch.Tensor:
+        """Float32 [3, H, W]; written into ``out`` (a contiguous CPU tensor) when given."""
         rgb = image if image.mode == "RGB" else image.convert("RGB")  # convert copies even RGB
-        return torch.from_numpy(self.normalise(planar_pixels(self.geometry(rgb))))
+        planar = planar_pixels(self.geometry(rgb))
+        if out is None:
+            return torch.from_numpy(self.normalise(planar))
+        self.normalise(planar, out.numpy())
+        return out
 
-    def normalise(self, planar: np.ndarray) -> np.ndarray:
-        """uint8 [3, H, W] → float32 [3, H, W], ``(v * rescale_factor - mean) / std`` in float32.
+    def normalise(self, planar: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """uint8 [3, H, W] → float32 [3, H, W] (``out`` when given),
+        ``(v * rescale_factor - mean) / std`` in float32.
 
         Three in-place ufuncs: each is the same IEEE float32 operation a per-value lookup table
         would hold, so the values are the same bit for bit, and on a 336x336 image it measured
         0.22 ms against 0.41 ms for three table lookups (``np.take`` first widens the uint8
         indices to int64)."""
-        out = np.multiply(planar, np.float32(self.rescale_factor), dtype=np.float32)
+        out = np.multiply(planar, np.float32(self.rescale_factor), out=out, dtype=np.float32)
         out -= np.asarray(self.mean, dtype=np.float32)[:, None, None]
         out /= np.asarray(self.std, dtype=np.float32)[:, None, None]
         return out

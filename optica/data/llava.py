@@ -12,6 +12,7 @@ import io
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import IO
 
@@ -22,6 +23,7 @@ from optica.data.conversation import Conversation, parse_conversation
 from optica.data.errors import BadSampleError, DataError, Problem, bad_sample
 from optica.data.index import ConversationFile, ConversationIndex
 from optica.data.sample import DroppedSample, Sample, SampleEncoder
+from optica.data.slab import ImageSlab
 
 MAX_SKIPS_IN_A_ROW = 100
 
@@ -135,15 +137,24 @@ class LlavaDataset(Dataset):
             raise bad_sample("image_outside_folder", conversation.id, conversation.where, message)
         return path
 
-    def encode(self, index: int) -> Sample:
-        """Sample ``index`` or a :class:`BadSampleError` (no policy applied)."""
+    def encode(self, index: int, slab: ImageSlab | None = None) -> Sample:
+        """Sample ``index`` or a :class:`BadSampleError` (no policy applied); its images go
+        into ``slab`` while it has room."""
         conversation = self.conversation(index)
         paths = {ref: self.image_path(conversation, ref) for ref in conversation.images}
         sample = conversation.id
-        return self.encoder.encode(conversation, lambda ref: open_image(paths[ref], sample))
+        return self.encoder.encode(conversation, lambda ref: open_image(paths[ref], sample), slab)
 
     def __getitem__(self, index: int) -> Sample:
         return first_good(index, len(self), self.encode, self.on_bad_input)
+
+    def __getitems__(self, indices: Sequence[int]) -> list[Sample]:
+        """``[self[i] for i in indices]``, as torch's DataLoader fetches a batch, with the
+        images normalised into one slab (one slot per sample), so that collating them is a view,
+        not a copy (optica.data.slab)."""
+        slab = self.encoder.image_slab(len(indices))
+        encode = partial(self.encode, slab=slab)
+        return [first_good(i, len(self), encode, self.on_bad_input) for i in indices]
 
     def token_length(self, index: int) -> int:
         """Language-model length after the length policy, without loading images."""

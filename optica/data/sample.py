@@ -23,6 +23,7 @@ from optica.data.conversation import Conversation
 from optica.data.encoding import SegmentTokenizer, Tokens
 from optica.data.errors import BadSampleError, DataError, Problem, bad_sample
 from optica.data.images import ImageProcessor
+from optica.data.slab import ImageSlab, joined_view
 
 
 class DroppedSample(BadSampleError):
@@ -147,12 +148,16 @@ class SampleEncoder:
         return cut, [truncated]
 
     def encode(
-        self, conversation: Conversation, load_image: Callable[[str], Image.Image]
+        self,
+        conversation: Conversation,
+        load_image: Callable[[str], Image.Image],
+        slab: ImageSlab | None = None,
     ) -> Sample:
-        """The full sample: tokens, labels and the kept images (those whose tag survived)."""
+        """The full sample: tokens, labels and the kept images (those whose tag survived),
+        normalised into ``slab``'s next slots while it has some."""
         tokens, notes = self.tokenize(conversation)
         kept = tokens.input_ids.count(self.image_token.token_id)
-        images = [self._pixels(load_image(ref)) for ref in conversation.images[:kept]]
+        images = [self._pixels(load_image(ref), slab) for ref in conversation.images[:kept]]
         return Sample(
             ids=(conversation.id,),
             input_ids=torch.tensor(tokens.input_ids, dtype=torch.long),
@@ -162,10 +167,15 @@ class SampleEncoder:
             problems=tuple(notes),
         )
 
-    def _pixels(self, image: Image.Image) -> torch.Tensor:
+    def _pixels(self, image: Image.Image, slab: ImageSlab | None = None) -> torch.Tensor:
         if self.image_processor is None:
             raise DataError("samples have images but no image processor was given")
-        return self.image_processor(image)
+        slot = slab.next(self.image_processor.size) if slab is not None else None
+        return self.image_processor(image, out=slot)
+
+    def image_slab(self, count: int) -> ImageSlab | None:
+        """Room for ``count`` images of this encoder's size (``None`` without a processor)."""
+        return ImageSlab(count, self.image_processor.size) if self.image_processor else None
 
     def empty_images(self) -> torch.Tensor:
         height, width = self.image_processor.size if self.image_processor else (1, 1)
@@ -173,9 +183,9 @@ class SampleEncoder:
 
 
 def stack_images(images: list[torch.Tensor]) -> torch.Tensor:
-    """[N, 3, H, W]. One image is a view, no copy; several are joined with numpy, whose copy is
-    single-threaded: torch's would wake its thread pool for every sample in every DataLoader
-    worker, which on a few busy cores costs more than the copy itself."""
-    if len(images) == 1:
-        return images[0].unsqueeze(0)
-    return torch.from_numpy(np.stack([image.numpy() for image in images]))
+    """[N, 3, H, W]. One image, or several back to back in a slab, is a view, no copy; others
+    are joined with numpy, whose copy is single-threaded: torch's would wake its thread pool for
+    every sample in every DataLoader worker, which on a few busy cores costs more than the copy."""
+    rows = [image.unsqueeze(0) for image in images]
+    joined = rows[0] if len(rows) == 1 else joined_view(rows)
+    return joined if joined is not None else torch.from_numpy(np.stack([i.numpy() for i in images]))
