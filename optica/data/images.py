@@ -116,10 +116,11 @@ class ImageProcessor:
 
 
 def planar_pixels(image: Image.Image) -> np.ndarray:
-    """uint8 [3, H, W] of an RGB image, one band after another: Pillow splits the bands in C,
-    cheaper than numpy's strided [H, W, 3] → [3, H, W] copy (0.12 against 0.16 ms at 336x336)."""
+    """uint8 [3, H, W] of an RGB image, one band after another: Pillow packs each band in C
+    (raw modes ``R``, ``G``, ``B``), cheaper than numpy's strided [H, W, 3] → [3, H, W] copy
+    or ``split()`` (0.06 against 0.15 and 0.11 ms at 336x336)."""
     width, height = image.size
-    data = b"".join(band.tobytes() for band in image.split())
+    data = b"".join(image.tobytes("raw", band) for band in "RGB")
     return np.frombuffer(data, dtype=np.uint8).reshape(3, height, width)
 
 
