@@ -6,15 +6,18 @@
   pays for warm-up, allocation and compilation, is kept but left out of the median);
 * records the peak memory of the process *above what it held before the model existed*, as
   the memory model counts it — the bytes of live tensors: on a GPU the allocator's peak
-  (``max_memory_allocated``) after a reset; on a CPU the running sum of the CPU allocator's
-  allocations and frees over the first ``PROFILED_STEPS`` optimizer steps (the profiler's
-  allocation events; the peak is reached by then: the second step is the first with Adam's
-  moments alive through the passes). Those steps are left out of the step time when there are
-  more. Next to it, the process's own peak: on a GPU the allocator's reserved peak; on a CPU the
-  kernel's peak RSS (``VmHWM``, reset through ``/proc/self/clear_refs``) minus the RSS at the
-  reset and minus the library code paged in since (growth of ``RssFile``), which adds what no
-  memory model of tensors predicts: the runtime's buffers (gloo, oneDNN) and freed pages glibc
-  keeps;
+  (``max_memory_allocated``) after a reset; on a CPU the bytes of the model's parameters and
+  buffers when training starts plus the peak, over the first ``PROFILED_STEPS`` optimizer steps,
+  of the tensors made since (the CPU allocator's allocation and free events that torch's
+  profiler records; the peak is reached by then: the second step is the first with Adam's
+  moments alive through the passes). Tensors left from the set-up are not followed: the
+  profiler records the frees of this thread only, and a gloo worker thread can drop the last
+  reference to the whole tensor a shard was scattered from. Those steps are left out of the
+  step time when there are more. Next to it, the process's own peak: on a GPU the allocator's
+  reserved peak; on a CPU the kernel's peak RSS (``VmHWM``, reset through
+  ``/proc/self/clear_refs``) minus the RSS at the reset and minus the library code paged in
+  since (growth of ``RssFile``), which adds what no memory model of tensors predicts: the
+  runtime's buffers (gloo, oneDNN) and freed pages glibc keeps;
 * stops training once ``max_minutes`` have passed since the trainer set up (every rank agrees
   to stop at the same step, so no collective is left waiting); the executor's timeout is the
   backstop for a step that never ends;
@@ -57,18 +60,19 @@ class RunProbe(pl.Callback):
         self._baseline = self._file_baseline = 0
         self._tensors: CpuTensorPeak | None = None
         self._tensor_peak: int | None = None
+        self._model_bytes = 0
         self._stopped_by_limit = False
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         # NOTE: Lightning calls this before configure_model: the weights do not exist yet.
-        device = trainer.strategy.root_device
-        self._baseline = reset_peak_memory(device)
+        self._baseline = reset_peak_memory(trainer.strategy.root_device)
         self._file_baseline = _status_bytes("RssFile")
-        if device.type == "cpu":
-            self._tensors = CpuTensorPeak()
         self._start = time.monotonic()
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.strategy.root_device.type == "cpu":
+            self._model_bytes = module_tensor_bytes(pl_module)
+            self._tensors = CpuTensorPeak()
         self._last, self._step = time.monotonic(), trainer.global_step
 
     def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
@@ -96,7 +100,7 @@ class RunProbe(pl.Callback):
         process, code = process_peak_memory(device) - self._baseline, 0
         if device.type == "cpu":
             code = max(_status_bytes("RssFile") - self._file_baseline, 0)
-            tensors = self._tensor_peak or 0
+            tensors = self._model_bytes + (self._tensor_peak or 0)
         else:
             tensors = peak_memory(device) - self._baseline
         record = {
@@ -119,6 +123,17 @@ class RunProbe(pl.Callback):
         partial = path.with_name(f".{path.name}.partial")
         partial.write_text(json.dumps(record, indent=1))
         os.replace(partial, path)
+
+
+def module_tensor_bytes(module: torch.nn.Module) -> int:
+    """Bytes of the storages behind ``module``'s parameters and buffers on this rank (a
+    DTensor's local shard; each storage once)."""
+    storages = {}
+    for tensor in [*module.parameters(), *module.buffers()]:
+        local = tensor.to_local() if hasattr(tensor, "to_local") else tensor
+        storage = local.untyped_storage()
+        storages[storage.data_ptr()] = storage.nbytes()
+    return sum(storages.values())
 
 
 class CpuTensorPeak:

@@ -37,8 +37,9 @@ FAILED_COLUMNS = (
 
 
 def error_percent(predicted: float, measured: float) -> float:
-    """Signed error of the prediction relative to the measurement, in percent."""
-    return 100.0 * (predicted - measured) / measured
+    """Signed error of the prediction relative to the measurement, in percent (NaN when
+    nothing was measured)."""
+    return 100.0 * (predicted - measured) / measured if measured else float("nan")
 
 
 def results_rows(result: SearchResult, outcomes: list[Outcome]) -> list[dict[str, object]]:

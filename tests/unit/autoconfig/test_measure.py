@@ -6,6 +6,7 @@ from optica.autoconfig.measure import (
     CpuTensorPeak,
     live_peak,
     median_step_time,
+    module_tensor_bytes,
     peak_memory,
     reset_peak_memory,
 )
@@ -59,3 +60,10 @@ def test_live_peak_pairs_frees_with_their_allocations_by_address():
     assert live_peak([(1, 0xF, -500), (2, 0xA, 10)]) == 10  # a block from before: ignored
     # 0xA's free went unrecorded and the address was reused: the new block replaces the old.
     assert live_peak([(1, 0xA, 100), (2, 0xA, 40), (3, 0xB, 70)]) == 110
+
+
+def test_module_tensor_bytes_counts_each_storage_once():
+    shared = torch.nn.Linear(4, 4, bias=False)
+    model = torch.nn.Sequential(shared, shared, torch.nn.BatchNorm1d(4))
+    # 16 weights; BatchNorm: weight, bias, running mean and var (4 each), batch count (int64)
+    assert module_tensor_bytes(model) == 4 * 16 + 4 * 4 * 4 + 8
