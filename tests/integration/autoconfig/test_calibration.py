@@ -51,8 +51,8 @@ table as ``pytest -s`` prints it; step times of one process swing 2-10x with the
   thread, whose frees the profiler does not record; the probe now follows only the tensors made
   once training starts (the model's own counted from its parameters). Step times: TP2
   1.90 / 1.86 / 1.78 / 2.94 / 1.97 s against DP2 2.60 / 2.62 / 3.12 / 3.72 / 2.62 s in five
-  runs, 2.93 against 2.25 s in a sixth: the two layouts are within ~30-40% and can swap places with the machine's load; the
-  model ranks TP2 first (4.78 against 5.13 s predicted: DP2's
+  runs, 2.93 against 2.25 s in a sixth: the two layouts are within ~30-40% and can swap places
+  with the machine's load; the model ranks TP2 first (4.78 against 5.13 s predicted: DP2's
   FSDP2 all-gathers every parameter twice and reduce-scatters the gradients, 270 MB a step
   through a 1 GB/s gloo link with no overlap).
 
