@@ -60,6 +60,11 @@ for name, h, f, layers, heads, groups in (
         num_attention_heads=heads, num_query_groups=groups, vocab_size=32000, seq_length=4096,
         **LLAMA_TRAITS)  # fmt: skip
 
+_lm("tinyllama_1.1b", "tinyllama", "Zhang et al. 2024 (TinyLlama), "
+    "TinyLlama/TinyLlama-1.1B-intermediate-step-1431k-3T config.json: Llama 2's architecture",
+    hidden_size=2048, ffn_hidden_size=5632, num_layers=22, num_attention_heads=32,
+    num_query_groups=4, vocab_size=32000, seq_length=2048, **LLAMA_TRAITS)  # fmt: skip
+
 LLAMA3 = "Meta Llama 3 / 3.1 config.json (Dubey et al. 2024)"
 for name, h, f, layers, heads in (
     ("llama3_8b", 4096, 14336, 32, 32),

@@ -22,6 +22,15 @@ def test_llama2_7b_has_6_74b_parameters():
     assert count_parameters(model_shape("llama2_7b")) == 6_738_415_616
 
 
+def test_tinyllama_has_1_1b_parameters():
+    # A 1B-class model the runner can launch (Llama-style, untied): per layer q and o 2·2048²,
+    # k and v 2·2048·256 (4 KV groups of 64), SwiGLU 3·2048·5632, two norms 2·2048 →
+    # 44,050,432 × 22; embedding and output 2·32000·2048; final norm 2048.
+    expected = 22 * (2 * 2048**2 + 2 * 2048 * 256 + 3 * 2048 * 5632 + 2 * 2048)
+    expected += 2 * 32000 * 2048 + 2048
+    assert count_parameters(model_shape("tinyllama_1.1b")) == expected == 1_100_048_384
+
+
 def test_llava15_7b_is_about_7_06b():
     # CLIP ViT-L/14-336: patch conv 3·14²·1024 = 602,112 (no bias); class 1,024; positions
     # 577·1024 = 590,848; pre-norm 2,048; 24 layers × 12,596,224 = 302,309,376; post-norm 2,048
