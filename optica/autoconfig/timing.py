@@ -14,8 +14,8 @@ Per micro-batch and pipeline stage:
 * PP: one activation send forward and one gradient send backward per model chunk.
 
 The step is the slowest stage's micro-batch time × (m + (p − 1)/v) — m micro-batches plus the
-1F1B bubble (Narayanan et al. 2021) — plus each micro-batch's data-parallel traffic not hidden
-behind its compute (:func:`_dp_time`), plus the optimizer step (memory-bound: ~30 bytes per local
+1F1B bubble (Narayanan et al. 2021) — plus the data-parallel traffic not hidden behind compute
+(:func:`_dp_time`), plus the optimizer step (memory-bound: ~30 bytes per local
 trained parameter). Bandwidth is NVLink for a group that fits in a node, else InfiniBand, with
 ranks ordered TP → CP → DP → PP.
 """
@@ -84,9 +84,11 @@ def predict_step_time(
     bubble = slowest * (p - 1) / v
     pipeline = slowest * m + bubble
     stage = max(stages(model, layout), key=lambda s: per_stage[s.index])
-    # FSDP2's gathers can hide behind the whole micro-batch, a reduction only its backward.
-    hidden = (slowest if fully_sharded(layout) else slowest * 2 / 3) * ctx.eff.overlap
-    data_parallel = m * max(_dp_time(ctx, stage) - hidden, 0.0)
+    # FSDP2 gathers and reduce-scatters every micro-batch, hidden behind its whole compute; DDP
+    # all-reduces once a step, behind the last micro-batch's backward.
+    sharded = fully_sharded(layout)
+    hidden = (slowest if sharded else slowest * 2 / 3) * ctx.eff.overlap
+    data_parallel = (m if sharded else 1) * max(_dp_time(ctx, stage) - hidden, 0.0)
     return StepTime(pipeline, bubble, data_parallel, _optimizer_time(ctx, stage))
 
 
@@ -167,12 +169,13 @@ def _pp_time(ctx: _Context) -> float:
 
 
 def _dp_time(ctx: _Context, stage: Stage) -> float:
-    """One micro-batch's data-parallel traffic (the trainer syncs every micro-batch).
+    """Data-parallel traffic: FSDP2's per micro-batch, DDP's per step.
 
     FSDP2 (the distributed optimizer, :mod:`optica.autoconfig.data_parallel`): each layer's
     parameters are all-gathered for the forward pass and again for the backward pass (resharded
     in between), the root's once, in the compute dtype, and the gradients reduce-scattered in
-    fp32. DDP: an all-reduce of the fp32 gradients (2 × 4 bytes per trained parameter).
+    fp32, every micro-batch. DDP: one all-reduce of the fp32 gradients a step (2 × 4 bytes per
+    trained parameter; the trainer skips it on the micro-batches before the last).
     """
     layout = ctx.layout
     group = layout.dp * layout.cp

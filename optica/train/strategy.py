@@ -25,7 +25,9 @@ every optica entry point ends with ``barrier`` + ``destroy_process_group`` (the 
 
 from __future__ import annotations
 
+import contextlib
 import functools
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -173,6 +175,29 @@ class ParallelStrategy(ModelParallelStrategy):
         super().setup(trainer)
         # NOTE: Lightning clips through the precision plugin, with a norm that must be global.
         self.precision_plugin.clip_grad_by_norm = self._clip_grad_by_norm
+
+    @contextlib.contextmanager
+    def block_backward_sync(self) -> Iterator[None]:
+        """Lightning runs every micro-batch of an accumulation window but the last inside this.
+        Under DDP (FSDP2's ``replicate``) their gradients then add up locally and the last
+        micro-batch all-reduces the sum once: the same mean (the reduction is linear) for one
+        collective instead of one per micro-batch. FSDP keeps reduce-scattering each
+        micro-batch: skipping it would hold whole unsharded gradients until the last one."""
+        modules = self._replicated_modules()
+        for module in modules:
+            module.set_requires_gradient_sync(False, recurse=False)
+        try:
+            yield
+        finally:
+            for module in modules:
+                module.set_requires_gradient_sync(True, recurse=False)
+
+    def _replicated_modules(self) -> list[Any]:
+        if self.settings.data_parallel_sharding != "ddp" or self.settings.pp > 1:
+            return []
+        from torch.distributed.fsdp import FSDPModule
+
+        return [m for m in self.lightning_module.modules() if isinstance(m, FSDPModule)]
 
     def _clip_grad_by_norm(self, optimizer: Any, clip_val: float) -> None:
         parameters = [p for group in optimizer.param_groups for p in group["params"]]

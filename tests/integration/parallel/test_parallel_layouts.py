@@ -43,6 +43,7 @@ TWO_RANKS = {  # name: (reference, run settings)
         "tensor_model_parallel_size": 2, "sequence_parallel": True,
         "activation_checkpointing": "full"}}),
     "ddp2": ("fp32", {"micro_batch_size": 4, "strategy": {"data_parallel_sharding": "ddp"}}),
+
     "fsdp2": ("fp32", {"micro_batch_size": 4, "strategy": {
         "data_parallel_sharding": "fsdp", "ckpt_async_save": True}, "save_at": 2}),
     "pp2_1f1b": ("fp32", {"micro_batch_size": 8, "strategy": {"pipeline_model_parallel_size": 2},
@@ -62,6 +63,12 @@ TWO_RANKS = {  # name: (reference, run settings)
         "tensor_model_parallel_size": 2, "sequence_parallel": True}}),
     "fsdp2_bf16": ("bf16", {"micro_batch_size": 4, "precision": "bf16-mixed", "strategy": {}}),
 }  # fmt: skip
+# 2 micro-batches of 2 per rank (the logged loss is then rank 0's micro-batches', not the batch's):
+# DDP all-reduces once per step (``block_backward_sync``), FSDP reduce-scatters each micro-batch.
+ACCUMULATED = {
+    "ddp2_accumulated": {"micro_batch_size": 2, "strategy": {"data_parallel_sharding": "ddp"}},
+    "fsdp2_accumulated": {"micro_batch_size": 2, "strategy": {"data_parallel_sharding": "fsdp"}},
+}
 RESUMED = {"tp2_to_tp1": "tp2", "fsdp2_to_dp1": "fsdp2", "pp2_to_pp1": "pp2_1f1b"}
 
 
@@ -78,6 +85,7 @@ def reference(environment):
 @pytest.fixture(scope="module")
 def two_ranks(environment):
     runs = [{"name": name, "devices": 2, **spec} for name, (_, spec) in TWO_RANKS.items()]
+    runs += [{"name": name, "devices": 2, **spec} for name, spec in ACCUMULATED.items()]
     return launch(environment, runs, ranks=2)
 
 
@@ -102,6 +110,12 @@ def test_two_rank_layout_matches_one_process(name, two_ranks, reference):
     expected, tolerance = reference[which], REFERENCES[which][1]
     assert two_ranks[name] == pytest.approx(expected, abs=tolerance)
     assert len(set(expected)) == 3  # the loss moves: the steps really trained
+
+
+def test_ddp_reducing_once_per_step_trains_like_fsdp_reducing_every_micro_batch(two_ranks):
+    ddp, fsdp = two_ranks["ddp2_accumulated"], two_ranks["fsdp2_accumulated"]
+    assert ddp == pytest.approx(fsdp, abs=1e-5)
+    assert len(set(ddp)) == 3  # the steps really trained
 
 
 def test_the_references_differ_so_each_setting_is_really_applied(reference):
