@@ -43,7 +43,9 @@ def fully_sharded(layout: Layout) -> bool:
     return layout.use_distributed_optimizer and data_parallel_degree(layout) > 1
 
 
-def sharded_state_bytes(trained: float, experts: float, frozen: float, layout: Layout):
+def sharded_state_bytes(
+    trained: float, experts: float, frozen: float, layout: Layout
+) -> tuple[float, float, float]:
     """(weights, gradients, optimizer) bytes of FSDP2's shards on one rank (module docstring).
     Expert weights are sharded over the data ranks that do not already split the experts."""
     shard = data_parallel_degree(layout)

@@ -129,10 +129,8 @@ def state_bytes(params: StageParams, layout: Layout, training: Training) -> tupl
     """(weights, gradients, optimizer) bytes on one rank for a stage's parameters: FSDP2's
     shards under the distributed optimizer (:mod:`optica.autoconfig.data_parallel`), else whole
     states (Megatron's accounting, module docstring)."""
-    tp, ep = layout.tp, layout.ep
-    trained = params.trainable.sharded / tp + params.trainable.replicated + params.adapters
-    experts = params.trainable.expert / (tp * ep)
-    frozen = params.frozen.per_rank(tp=tp, ep=ep)
+    trained, experts = _trained_split(params, layout)
+    frozen = params.frozen.per_rank(tp=layout.tp, ep=layout.ep)
     if fully_sharded(layout):
         return sharded_state_bytes(trained, experts, frozen, layout)
     weight, grad, optim = (2, 4, 12) if training.precision == "bf16-mixed" else (4, 4, 8)
@@ -142,14 +140,14 @@ def state_bytes(params: StageParams, layout: Layout, training: Training) -> tupl
 
 def trained_parameters(params: StageParams, layout: Layout) -> float:
     """Trained parameters on one rank before data-parallel sharding (TP and EP split them)."""
-    tp, ep = layout.tp, layout.ep
-    trainable = params.trainable
-    return (
-        trainable.sharded / tp
-        + trainable.replicated
-        + params.adapters
-        + trainable.expert / (tp * ep)
-    )
+    return sum(_trained_split(params, layout))
+
+
+def _trained_split(params: StageParams, layout: Layout) -> tuple[float, float]:
+    """(dense trained parameters with LoRA adapters, expert parameters) on one rank."""
+    trainable, tp = params.trainable, layout.tp
+    dense = trainable.sharded / tp + trainable.replicated + params.adapters
+    return dense, trainable.expert / (tp * layout.ep)
 
 
 def layer_activation_bytes(
@@ -340,7 +338,8 @@ def forward_loss_bytes(
     fp32 copy) and the fp32 log-softmax cross entropy saves, 8·T·V in fp32, 10·T·V in bf16."""
     if not stage.last or model.language is None:
         return 0.0
-    logits = 4 + (training.activation_bytes if training.activation_bytes != 4 else 0)
+    b = training.activation_bytes
+    logits = 4 if b == 4 else b + 4  # the output layer's, and their fp32 copy when 16-bit
     return (logits + 4) * logit_tokens(model, layout) * model.language.vocab_size
 
 

@@ -26,7 +26,12 @@ from dataclasses import dataclass
 
 from optica.autoconfig import flops as F
 from optica.autoconfig import params as P
-from optica.autoconfig.data_parallel import REDUCE_BYTES, fully_sharded, group_parameters
+from optica.autoconfig.data_parallel import (
+    REDUCE_BYTES,
+    data_parallel_degree,
+    fully_sharded,
+    group_parameters,
+)
 from optica.autoconfig.hardware import Cluster, Efficiency
 from optica.autoconfig.layout import Layout
 from optica.autoconfig.memory import layer_activation_bytes, trained_parameters
@@ -178,12 +183,12 @@ def _dp_time(ctx: _Context, stage: Stage) -> float:
     trained parameter; the trainer skips it on the micro-batches before the last).
     """
     layout = ctx.layout
-    group = layout.dp * layout.cp
+    group = data_parallel_degree(layout)
     if group == 1:
         return 0.0
-    trained = _trained_on_rank(ctx, stage)
+    params = stage_params(ctx.model, stage, ctx.training, layout.pp)
+    trained = trained_parameters(params, layout)
     if fully_sharded(layout):
-        params = stage_params(ctx.model, stage, ctx.training, layout.pp)
         layers, _, root = group_parameters(ctx.model, layout, stage, params, ctx.training)
         gathered = ctx.training.activation_bytes * (2 * layers + root)
         volume = (group - 1) / group * (gathered + REDUCE_BYTES * trained)
@@ -195,10 +200,6 @@ def _dp_time(ctx: _Context, stage: Stage) -> float:
 def _optimizer_time(ctx: _Context, stage: Stage) -> float:
     """Adam reads and writes ~30 bytes per parameter it owns (master, m, v, grad, weight)."""
     layout = ctx.layout
-    shard = layout.dp * layout.cp if layout.use_distributed_optimizer else 1
-    return ctx.roofline(0.0, _trained_on_rank(ctx, stage) * 30 / shard)
-
-
-def _trained_on_rank(ctx: _Context, stage: Stage) -> float:
-    params = stage_params(ctx.model, stage, ctx.training, ctx.layout.pp)
-    return trained_parameters(params, ctx.layout)
+    shard = data_parallel_degree(layout) if layout.use_distributed_optimizer else 1
+    params = stage_params(ctx.model, stage, ctx.training, layout.pp)
+    return ctx.roofline(0.0, trained_parameters(params, layout) * 30 / shard)
