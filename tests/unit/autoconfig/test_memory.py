@@ -19,6 +19,11 @@ from optica.autoconfig.pipeline import in_flight_microbatches, lora_layer_params
 GPT = model_shape("gpt3_1.3b").language  # the paper's layer: MHA, MLP 4h, GELU, dropout
 LLAMA = model_shape("llama2_7b")
 N_LLAMA = 6_738_415_616
+# The 62M-parameter Llama of tests/integration/autoconfig/test_calibration.py.
+CALIBRATION_LLAMA = ModelShape(name="calibration", language=LanguageShape(
+    hidden_size=768, ffn_hidden_size=2048, num_layers=2, num_attention_heads=12,
+    num_query_groups=4, vocab_size=32000, seq_length=256,
+))  # fmt: skip
 
 
 # The paper counts no norm statistics; optica's LayerNorm also keeps an fp32 mean and
@@ -112,10 +117,7 @@ def test_llama2_7b_memory_by_hand_at_tp1():
 def test_gradients_leave_before_the_backward_pass_unless_accumulated():
     # fp32, one rank (calibration-sized Llama, where the loss dominates): with one micro-batch
     # the gradients are set to None before the loss's backward; with four they are alive there.
-    llama = ModelShape(name="calibration", language=LanguageShape(
-        hidden_size=768, ffn_hidden_size=2048, num_layers=2, num_attention_heads=12,
-        num_query_groups=4, vocab_size=32000, seq_length=256,
-    ))  # fmt: skip
+    llama = CALIBRATION_LLAMA
     fp32 = Training(precision="32")
     one = dict(estimate_memory(llama, Layout(global_batch_size=1), training=fp32).moments)
     four = estimate_memory(llama, Layout(global_batch_size=4), training=fp32)
@@ -313,10 +315,7 @@ def test_gradient_accumulation_adds_the_output_layers_new_gradient():
     # 12·T·V = 98,304,000 bytes; on a later micro-batch the logits' gradient (4·T·V =
     # 32,768,000) and the output layer's new weight gradient (4·V·h = 98,304,000) are alive
     # together: 131,072,000, i.e. 32,768,000 more than without accumulation.
-    llama = ModelShape(name="calibration", language=LanguageShape(
-        hidden_size=768, ffn_hidden_size=2048, num_layers=2, num_attention_heads=12,
-        num_query_groups=4, vocab_size=32000, seq_length=256,
-    ))  # fmt: skip
+    llama = CALIBRATION_LLAMA
     fp32 = Training(precision="32")
     single = estimate_memory(llama, Layout(global_batch_size=1), training=fp32)
     accumulated = estimate_memory(llama, Layout(global_batch_size=4), training=fp32)

@@ -10,7 +10,13 @@ from PIL import Image
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
-from optica.data.config import IGNORE_INDEX, IMAGE_TOKEN_ID
+from optica.data.build import make_encoder
+from optica.data.config import (
+    IGNORE_INDEX,
+    IMAGE_TOKEN_ID,
+    ImageDataConfig,
+    MultiModalSampleConfig,
+)
 
 SPECIAL = ["<unk>", "<s>", "</s>", "<pad>"]
 TEMPLATE_SPECIAL = [
@@ -122,6 +128,19 @@ def expected(tokenizer, tokens: list) -> tuple[list[int], list[int]]:
             ids.append(token_id)
             labels.append(token_id if learned else IGNORE_INDEX)
     return ids, labels
+
+
+def v1_encoder(seq_length: int, image_processor=None):
+    """A ``SampleEncoder`` of the v1 template with no system prompt, on the tiny tokenizer, 4
+    tokens per image."""
+    return make_encoder(
+        tokenizer=llama_like_tokenizer(),
+        data_config=ImageDataConfig(system_prompt=""),
+        sample_config=MultiModalSampleConfig(),
+        seq_length=seq_length,
+        image_token_len=4,
+        image_processor=image_processor,
+    )
 
 
 def solid_image(path: Path, colour=(255, 0, 0), size=(8, 8)) -> Path:

@@ -8,14 +8,12 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from optica.data import Collator, ImageDataConfig, PackedDataset, first_fit_decreasing
-from optica.data.build import make_encoder
-from optica.data.config import MultiModalSampleConfig
+from optica.data import Collator, PackedDataset, first_fit_decreasing
 from optica.data.errors import DataError
 from optica.data.llava import LlavaDataset
 from optica.data.packing import concatenate
 from optica.data.sample import Sample
-from tests.unit.data.helpers import llama_like_tokenizer, record, write_json
+from tests.unit.data.helpers import record, v1_encoder, write_json
 
 
 @given(st.lists(st.integers(1, 50), min_size=1, max_size=60), st.integers(50, 120))
@@ -110,14 +108,7 @@ def test_packed_llava_dataset(tmp_path):
         record(f"s{i}", "hello there " * (i % 4 + 1), "a cat " * (i % 3 + 1)) for i in range(12)
     ]
     path = write_json(tmp_path / "d.json", records)
-    encoder = make_encoder(
-        tokenizer=llama_like_tokenizer(),
-        data_config=ImageDataConfig(system_prompt=""),
-        sample_config=MultiModalSampleConfig(),
-        seq_length=40,
-        image_token_len=4,
-        image_processor=None,
-    )
+    encoder = v1_encoder(40)
     packed = PackedDataset(LlavaDataset(path, encoder=encoder), 40)
     assert len(packed) < 12
     rows = [packed[r] for r in range(len(packed))]

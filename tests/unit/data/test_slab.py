@@ -5,11 +5,10 @@ import pytest
 import torch
 from PIL import Image
 
-from optica.data import Collator, ImageDataConfig, LlavaDataset, MultiModalSampleConfig
-from optica.data.build import make_encoder
+from optica.data import Collator, LlavaDataset
 from optica.data.images import clip_processor
 from optica.data.slab import ImageSlab, joined_view
-from tests.unit.data.helpers import llama_like_tokenizer, record, write_json
+from tests.unit.data.helpers import record, v1_encoder, write_json
 
 IMG = "<image> what"
 
@@ -29,14 +28,7 @@ def dataset(tmp_path):
     records.insert(4, record("bad", IMG, "a", image="bad.png"))
     records.insert(5, record("text", "hello", "a cat"))
     records.append(record("half", IMG, "a", "<image> and", "b", image=["2.png", "bad.png"]))
-    encoder = make_encoder(
-        tokenizer=llama_like_tokenizer(),
-        data_config=ImageDataConfig(system_prompt=""),
-        sample_config=MultiModalSampleConfig(),
-        seq_length=64,
-        image_token_len=4,
-        image_processor=clip_processor(8, "crop"),
-    )
+    encoder = v1_encoder(64, clip_processor(8, "crop"))
     path = write_json(tmp_path / "d.json", records)
     return LlavaDataset(path, encoder=encoder, image_folder=tmp_path, on_bad_input="skip")
 
