@@ -98,17 +98,18 @@ class RunProbe(pl.Callback):
         self._stop_tensor_peak()
         device = trainer.strategy.root_device
         process, code = process_peak_memory(device) - self._baseline, 0
-        if device.type == "cpu":
+        if device.type == "cpu":  # the first steps ran under the profiler
             code = max(_status_bytes("RssFile") - self._file_baseline, 0)
             tensors = self._model_bytes + (self._tensor_peak or 0)
+            leave_out = PROFILED_STEPS
         else:
-            tensors = peak_memory(device) - self._baseline
+            tensors, leave_out = peak_memory(device) - self._baseline, 1
         record = {
             "rank": trainer.global_rank,
             "world_size": trainer.world_size,
             "steps": len(self._times),
             "step_times_s": self._times,
-            "step_time_s": median_step_time(self._times, leave_out=PROFILED_STEPS),
+            "step_time_s": median_step_time(self._times, leave_out=leave_out),
             "peak_memory_bytes": max(tensors, 0),
             "process_peak_memory_bytes": max(process - code, 0),
             "code_paged_in_bytes": code,
