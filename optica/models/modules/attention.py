@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from optica.models.modules.few_queries import absorbs, attend_few_queries
 from optica.models.modules.kv_cache import KVCache
 from optica.models.modules.masks import build_attention_mask
 from optica.models.modules.rope import apply_rotary
@@ -191,8 +192,13 @@ class SelfAttention(nn.Module):
                 output is [B, len(queries), hidden]. Encoders take any range (a classifier's
                 class token: ``slice(0, 1)``), decoders a suffix ``slice(start, None)``: a
                 training loss that reads no output before ``start`` (LLaVA's image and prompt).
+                An encoder's few queries skip the key and value projections where that is
+                cheaper (``optica.models.modules.few_queries``).
         """
         batch, seq_len, _ = x.shape
+        few = queries is not None and mask is None and rope is None and kv_cache is None
+        if few and not self.causal and absorbs(self, x, queries):
+            return self.linear_proj(attend_few_queries(self, x, queries))
         q, k, v = self._project(x)
         if rope is not None:
             q, k = apply_rotary(q, *rope), apply_rotary(k, *rope)

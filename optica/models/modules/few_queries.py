@@ -1,0 +1,62 @@
+"""Attention for a few queries over many tokens without projecting every token's keys and values.
+
+A classifier's last encoder layer is read only at its class token. The token still attends to
+every key, but the keys and values need not be projected: for one head with query ``q``, key
+weight ``Wk``, bias ``bk``, value weight ``Wv`` and bias ``bv``, over the normed tokens ``x``,
+
+    scores = q · (x Wkᵀ + bk)ᵀ = (q Wk) · xᵀ + q · bk       (q · bk is the same for every key, so
+                                                             the softmax drops it)
+    output = softmax(scores) (x Wvᵀ + bv) = (softmax(scores) x) Wvᵀ + bv   (the weights sum to 1)
+
+so the layer costs ``2·heads·(head_dim + tokens)·hidden`` multiply-adds per query instead of
+``2·tokens·kv_heads·head_dim·hidden`` for the keys and values (~50x less for ViT-B/16's class
+token). The same identity lets DeepSeek's MLA absorb its key projection into the query. The
+result equals standard attention up to float rounding (the products are summed in another
+order); scores and softmax are computed in fp32.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.distributed.tensor import DTensor
+
+
+def absorbs(attention: nn.Module, x: torch.Tensor, queries: slice) -> bool:
+    """Whether :func:`attend_few_queries` may stand in for ``attention``'s keys and values here,
+    and is cheaper: a plain ``nn.Linear`` (not LoRA, not a tensor-parallel shard), the module's
+    own attention core (not context parallelism's or a checkpointing wrapper), no dropout."""
+    qkv = attention.linear_qkv
+    if type(qkv) is not nn.Linear or isinstance(qkv.weight, DTensor):
+        return False
+    if "core_attention" in vars(attention) or (attention.training and attention.dropout > 0):
+        return False
+    tokens = x.shape[1]
+    count = len(range(*queries.indices(tokens)))
+    absorbed = count * attention.num_heads * (attention.head_dim + tokens)
+    return absorbed < tokens * attention.num_kv_heads * attention.head_dim
+
+
+def attend_few_queries(attention: nn.Module, x: torch.Tensor, queries: slice) -> torch.Tensor:
+    """``attention``'s per-head outputs for the ``queries`` tokens of ``x`` [B, T, hidden] →
+    [B, n, heads·head_dim], the input of its ``linear_proj`` (non-causal, unmasked, no rotary).
+    """
+    heads, groups, dim = attention.num_heads, attention.num_kv_heads, attention.head_dim
+    per_group = heads // groups
+    weight = attention.linear_qkv.weight.unflatten(0, (groups, per_group + 2, dim))
+    bias = attention.linear_qkv.bias
+    bias = None if bias is None else bias.unflatten(0, (groups, per_group + 2, dim))
+    query_weight = weight[:, :per_group].flatten(0, 2)
+    query_bias = None if bias is None else bias[:, :per_group].flatten()
+    q = nn.functional.linear(x[:, queries], query_weight, query_bias)
+    q = q.unflatten(-1, (groups, per_group, dim))  # [B, n, G, P, d]
+    tokens = x.float()
+    key_weight, value_weight = weight[:, per_group].float(), weight[:, per_group + 1].float()
+    # each query moved into the token space: (q Wk) [B, n, G, P, hidden], scaled as SDPA does
+    absorbed_query = torch.einsum("bngpe,geh->bngph", q.float(), key_weight) * dim**-0.5
+    scores = torch.einsum("bngph,bth->bngpt", absorbed_query, tokens)
+    mixed = torch.einsum("bngpt,bth->bngph", scores.softmax(dim=-1), tokens)
+    out = torch.einsum("bngph,geh->bngpe", mixed, value_weight)
+    if bias is not None:
+        out = out + bias[:, per_group + 1].float().unsqueeze(1)
+    return out.to(q.dtype).flatten(2)
