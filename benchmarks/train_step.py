@@ -13,6 +13,8 @@ Each side's process starts as its users' would: optica's with the process defaul
 and launchers give every training process (:mod:`optica.run.runtime`: CPU tensors of 2 MB or
 more on transparent huge pages), transformers' without them. ``--reference-process-defaults``
 gives transformers' process the same defaults, to show how much of the difference they make.
+``--step-in-backward`` has optica update each parameter inside the backward pass and free its
+gradient (``optim.step_in_backward``; same updates, lower peak); ``--compile`` compiles its layers.
 
 Models: a scaled-down LLaVA-1.5 (CLIP-like tower, feature layer -2, class token dropped, 2-layer
 GELU projector, Llama-like LM with LLaVA's 32064-token vocabulary; the tower frozen as in
@@ -31,6 +33,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -152,10 +155,35 @@ def prepare(model: str, size: str, workdir: Path) -> None:
 # --- one side (worker subprocess) -------------------------------------------------------------
 
 
-def optica_step(workdir: Path, model: str, compile_layers: bool) -> Callable[[dict], torch.Tensor]:
+@dataclass(frozen=True)
+class OpticaOptions:
+    """What optica's side may turn on that transformers has no counterpart for.
+
+    Args:
+        compile: ``torch.compile`` each transformer layer.
+        step_in_backward: ``optim.step_in_backward``: each parameter is updated as soon as its
+            gradient is complete, which is then freed (the same updates, less memory).
+    """
+
+    compile: bool = False
+    step_in_backward: bool = False
+
+    def flags(self) -> list[str]:
+        return [f"--{name.replace('_', '-')}" for name, on in vars(self).items() if on]
+
+    def label(self) -> str:
+        names = {"compile": "compiled", "step_in_backward": "optimizer in backward"}
+        on = [names[name] for name, value in vars(self).items() if value]
+        return f" ({', '.join(on)})" if on else ""
+
+
+def optica_step(
+    workdir: Path, model: str, options: OpticaOptions
+) -> Callable[[dict], torch.Tensor]:
     """optica's step: ``optica.load``, the training module's loss, ``build_optimizer``."""
     from optica.checkpoint import load
     from optica.models.modules.transformer import TransformerLayer
+    from optica.train.backward_step import step_in_backward
     from optica.train.module import TrainingModule
     from optica.train.optim import OptimizerConfig, build_optimizer
     from optica.train.peft import freeze
@@ -163,11 +191,13 @@ def optica_step(workdir: Path, model: str, compile_layers: bool) -> Callable[[di
     net = load(workdir / "optica").train()
     if model == "llava":
         freeze(net, vision_model=True)
-    if compile_layers:
+    if options.compile:
         for layer in (m for m in net.modules() if isinstance(m, TransformerLayer)):
             layer.compile()
     module = TrainingModule(net, optim=OptimizerConfig(name="adamw", lr=LR, weight_decay=0.0))
     optimizer = build_optimizer(module.optim, net)
+    if options.step_in_backward:
+        step_in_backward(optimizer)
     return _step_fn(module.loss, optimizer)
 
 
@@ -206,7 +236,8 @@ def serve(args: argparse.Namespace) -> None:
     import_side(args.side)
     libraries = rss_mib()
     if args.side == "optica":
-        step = optica_step(workdir, args.model, args.compile)
+        options = OpticaOptions(compile=args.compile, step_in_backward=args.step_in_backward)
+        step = optica_step(workdir, args.model, options)
     else:
         step = transformers_step(workdir, args.model)
     batch = torch.load(workdir / "batch.pt")[args.side]
@@ -252,14 +283,14 @@ class Worker:
         model: str,
         workdir: Path,
         precision: str,
-        compile_: bool,
+        options: OpticaOptions,
         threads: int,
         reference_defaults: bool = False,
     ):
         command = [sys.executable, "-m", "benchmarks.train_step", "worker", "--side", side]
         command += ["--model", model, "--dir", str(workdir), "--precision", precision]
         command += ["--threads", str(threads)]
-        command += ["--compile"] if compile_ and side == "optica" else []
+        command += options.flags() if side == "optica" else []
         self.side = side
         root = Path(__file__).resolve().parent.parent
         env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
@@ -301,13 +332,13 @@ def compare(
     *,
     steps: int,
     warmup: int,
-    compile_: bool,
+    options: OpticaOptions = OpticaOptions(),
     threads: int = 1,
     reference_defaults: bool = False,
 ) -> dict[str, Any]:
     """Runs both sides interleaved; returns times, losses and memory per side."""
     workers = [
-        Worker(side, model, workdir, precision, compile_, threads, reference_defaults)
+        Worker(side, model, workdir, precision, options, threads, reference_defaults)
         for side in SIDES
     ]
     times: dict[str, list[float]] = {side: [] for side in SIDES}
@@ -323,10 +354,10 @@ def compare(
     finally:
         for worker in workers:
             worker.process.kill()
-    return _summary(model, precision, times, first_loss, memory, compile_)
+    return _summary(model, precision, times, first_loss, memory, options)
 
 
-def _summary(model, precision, times, first_loss, memory, compile_) -> dict[str, Any]:
+def _summary(model, precision, times, first_loss, memory, options) -> dict[str, Any]:
     step = {side: median(times[side]) for side in SIDES}
     # the fastest step: on a shared machine noise only ever adds time
     best = {side: min(times[side], default=0.0) for side in SIDES}
@@ -338,7 +369,7 @@ def _summary(model, precision, times, first_loss, memory, compile_) -> dict[str,
     return {
         "model": model,
         "precision": precision,
-        "compile": compile_,
+        "optica_options": options.label(),
         "step_s": step,
         "step_ratio": step["optica"] / step["transformers"],
         "best_s": best,
@@ -361,7 +392,7 @@ def run(
     tiny: bool = False,
     steps: int = 5,
     warmup: int = 2,
-    compile_: bool = False,
+    options: OpticaOptions = OpticaOptions(),
     threads: int = 1,
     reference_defaults: bool = False,
 ) -> dict[str, Any]:
@@ -379,7 +410,7 @@ def run(
                 print(f"train_step: {model} {precision} ...", file=sys.stderr, flush=True)
                 rows.append(
                     compare(model, Path(tmp), precision, steps=steps, warmup=warmup,
-                            compile_=compile_, threads=threads,
+                            options=options, threads=threads,
                             reference_defaults=reference_defaults)
                 )  # fmt: skip
     shapes = {m: SHAPES[m][size] for m in models}
@@ -419,7 +450,7 @@ def _pair(values: dict[str, float], spec: str) -> str:
 def _row(r: dict[str, Any]) -> list[Any]:
     losses = _pair(r["first_loss"], ".5f") + ("" if r["loss_match"] else " MISMATCH")
     return [
-        r["model"] + (" (compiled)" if r["compile"] else ""),
+        r["model"] + r["optica_options"],
         r["precision"],
         _pair(r["step_s"], ".3f"),
         f"{r['step_ratio']:.2f}x",
@@ -455,6 +486,11 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=5, help="timed steps per side")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first")
     parser.add_argument("--compile", action="store_true", help="torch.compile optica's layers")
+    parser.add_argument(
+        "--step-in-backward",
+        action="store_true",
+        help="optica steps its optimizer inside the backward pass (optim.step_in_backward)",
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch threads per side")
     parser.add_argument(
         "--reference-process-defaults",
@@ -474,8 +510,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     if args.role == "worker":
         serve(args)
         return None
+    options = OpticaOptions(compile=args.compile, step_in_backward=args.step_in_backward)
     result = run(tuple(args.models), tuple(args.precisions), tiny=args.tiny, steps=args.steps,
-                 warmup=args.warmup, compile_=args.compile, threads=args.threads,
+                 warmup=args.warmup, threads=args.threads, options=options,
                  reference_defaults=args.reference_process_defaults)  # fmt: skip
     print(report(result))
     return result

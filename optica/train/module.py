@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from optica.run.errors import ConfigError
+from optica.train.backward_step import step_in_backward, step_in_backward_problem
 from optica.train.optim import OptimizerConfig, build_optimizer
 from optica.train.schedules import build_scheduler
 
@@ -216,6 +217,8 @@ class TrainingModule(pl.LightningModule):
 
     def configure_optimizers(self) -> dict[str, Any]:
         optimizer = build_optimizer(self.optim, self.model)
+        if self.optim.step_in_backward:
+            self._step_in_backward(optimizer)
         max_steps = self.trainer.max_steps if self.trainer.max_steps > 0 else None
         scheduler = build_scheduler(
             self.optim.sched, optimizer, max_steps=max_steps, lr=self.optim.lr
@@ -224,6 +227,18 @@ class TrainingModule(pl.LightningModule):
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
         }
+
+    def _step_in_backward(self, optimizer: torch.optim.Optimizer) -> None:
+        trainer = self.trainer
+        problem = step_in_backward_problem(
+            world_size=trainer.world_size,
+            accumulate_grad_batches=trainer.accumulate_grad_batches,
+            gradient_clip_val=trainer.gradient_clip_val,
+            fp16_scaler=str(trainer.precision) in ("16", "16-mixed"),
+        )
+        if problem is not None:
+            raise ConfigError(f"optim.step_in_backward=True: {problem}")
+        step_in_backward(optimizer)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["consumed_samples"] = self.consumed_samples

@@ -46,6 +46,10 @@ class OptimizerConfig:
     param_groups: ``{name pattern: {lr|weight_decay|betas|eps|momentum: value}}``; the first
         matching pattern wins, patterns match full parameter names (``fnmatch``).
     sched: The learning-rate schedule, or None for a constant LR.
+    step_in_backward: Update each parameter as soon as the backward pass completes its gradient
+        and free the gradient at once (``optica.train.backward_step``): the same updates with
+        up to one copy of the trained weights less memory at the peak. One process only, no
+        gradient accumulation or clipping.
     """
 
     name: OptimizerName = "adamw"
@@ -58,6 +62,7 @@ class OptimizerConfig:
     decay_norm_and_bias: bool = False
     param_groups: dict[str, dict[str, Any]] = field(default_factory=dict)
     sched: Scheduler | None = None
+    step_in_backward: bool = False
 
     def __post_init__(self) -> None:
         if self.name not in _NAMES:

@@ -1,5 +1,6 @@
 """The training path end to end on a tiny Llama: files, checkpoint names, top-k, EMA, atomicity."""
 
+import copy
 import csv
 
 import lightning.pytorch as pl
@@ -8,13 +9,14 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from optica import run
+from optica.data import MockDataModule
 from optica.models import LlamaConfigTiny, LlamaModel
 from optica.run.errors import ConfigError
 from optica.train.api import finetune
 from optica.train.callbacks import AtomicCheckpointIO
 from optica.train.exp_manager import CheckpointConfig, EMAConfig, ExpManager, ResumeConfig
 from optica.train.optim import OptimizerConfig
-from optica.train.schedules import CosineAnnealing
+from optica.train.schedules import CosineAnnealing, WarmupPolicy
 from optica.train.trainer import TrainerConfig
 
 
@@ -90,6 +92,43 @@ def test_accumulation_is_derived_and_mismatch_is_an_error(tmp_path):
         finetune(tiny_model(), CopyData(4, 8), trainer(1, accumulate_grad_batches=3), log=log)
     with pytest.raises(ConfigError, match="global_batch_size=6 is not divisible"):
         finetune(tiny_model(), CopyData(4, 6), trainer(1), log=log)
+
+
+def test_optimizer_stepped_in_backward_trains_and_resumes_like_stepping_after(tmp_path):
+    """``optim.step_in_backward`` through Lightning: the same weights after 4 steps as the
+    plain run, also when the run is stopped after 2 steps and resumed from its checkpoint."""
+    torch.manual_seed(0)
+    start = tiny_model()
+    models = {name: copy.deepcopy(start) for name in ("after", "inside", "resumed")}
+    sched = WarmupPolicy(warmup_steps=3)  # the same LR per step whatever max_steps says
+    for name, model in models.items():
+        optim = OptimizerConfig(lr=3e-3, sched=sched, step_in_backward=name != "after")
+        ckpt = CheckpointConfig(monitor=None, save_top_k=-1, every_n_train_steps=2)
+        log = ExpManager(exp_dir=str(tmp_path), name=name, ckpt=ckpt)
+        if name == "resumed":
+            finetune(copy.deepcopy(start), _resumable_data(), trainer(2), log=log, optim=optim)
+        finetune(model, _resumable_data(), trainer(4), log=log, optim=optim)
+    expected = dict(models["after"].named_parameters())
+    initial = tiny_model().init_weights(trainer().seed)  # what the lazy model starts from
+    assert not torch.equal(expected["output_layer.weight"], initial.output_layer.weight)
+    for name in ("inside", "resumed"):
+        for key, param in models[name].named_parameters():
+            assert torch.equal(param, expected[key]), (name, key)
+
+
+def _resumable_data() -> MockDataModule:
+    """Text-only batches that a resumed run continues from where the checkpoint was taken."""
+    return MockDataModule(
+        seq_length=16, vocab_size=64, num_images=0, num_train_samples=64, num_val_samples=0,
+        micro_batch_size=4, global_batch_size=4,
+    )  # fmt: skip
+
+
+def test_optimizer_in_backward_refuses_accumulation(tmp_path):
+    log = ExpManager(exp_dir=str(tmp_path), name="acc", ckpt=None)
+    optim = OptimizerConfig(step_in_backward=True)
+    with pytest.raises(ConfigError, match="step_in_backward=True: gradients must not accumulate"):
+        finetune(tiny_model(), CopyData(4, 8), trainer(1), log=log, optim=optim)
 
 
 def test_ema_weights_differ_from_raw_weights(tmp_path):
