@@ -8,10 +8,17 @@ from benchmarks import train_step
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("model", "precision"), [("llava", "fp32"), ("vit", "bf16")])
-def test_both_sides_train_the_same_model(model, precision):
-    result = train_step.run((model,), (precision,), tiny=True, steps=1, warmup=1)
+@pytest.mark.parametrize(
+    ("model", "precision", "options"),
+    [
+        ("llava", "fp32", train_step.OpticaOptions()),
+        ("vit", "bf16", train_step.OpticaOptions(step_in_backward=True)),
+    ],
+)
+def test_both_sides_train_the_same_model(model, precision, options):
+    result = train_step.run((model,), (precision,), tiny=True, steps=1, warmup=1, options=options)
     (row,) = result["rows"]
+    assert row["optica_options"] == options.label()
     assert row["loss_match"], row["first_loss"]
     assert len(row["times_s"]["optica"]) == len(row["times_s"]["transformers"]) == 1
     assert all(v > 0 for v in row["peak_rss_mib"].values())
