@@ -14,7 +14,9 @@ formulas); the peak is the GPU preset's dense bf16 figure (H200: 989 TFLOPS).
 What fits one 141 GB GPU without sharding: LoRA keeps the 7B base in bf16 (14 GB) with bf16
 adapters; the full fine-tune holds bf16 weights, gradients and fused-AdamW states (56 GB) — the
 fp32 master copy of mixed precision (112 GB with its states) would need FSDP over several GPUs.
-LLaVA-1.5's CLIP tower stays frozen in both, as in its fine-tune. ViT-B/16 trains in bf16
+``--step-in-backward`` applies each update inside the backward pass and frees its gradient at
+once (``optim.step_in_backward``): up to the 14 GB of bf16 gradients less at the full fine-tune's
+peak. LLaVA-1.5's CLIP tower stays frozen in both, as in its fine-tune. ViT-B/16 trains in bf16
 autocast over fp32 weights (mixed precision).
 """
 
@@ -120,13 +122,17 @@ def speedups(model: nn.Module, *, checkpointing: str, compile_layers: bool) -> N
             layer.compile()
 
 
-def training_step(model: nn.Module) -> Callable[[dict], torch.Tensor]:
-    """optica's step: the training module's loss under bf16 autocast, backward, fused AdamW."""
+def training_step(model: nn.Module, *, in_backward: bool = False) -> Callable[[dict], torch.Tensor]:
+    """optica's step: the training module's loss under bf16 autocast, backward, fused AdamW
+    (``in_backward``: stepped inside the backward pass, ``optim.step_in_backward``)."""
+    from optica.train.backward_step import step_in_backward
     from optica.train.module import TrainingModule
     from optica.train.optim import OptimizerConfig, build_optimizer
 
     module = TrainingModule(model, optim=OptimizerConfig(name="adamw", lr=1e-5))
     optimizer = build_optimizer(module.optim, model)
+    if in_backward:
+        step_in_backward(optimizer)
     device_type = next(model.parameters()).device.type
 
     def step(batch: dict) -> torch.Tensor:
@@ -180,7 +186,10 @@ def measure(case: Case, *, tiny: bool, device: torch.device, options: argparse.N
     speedups(model, checkpointing=options.activation_checkpointing, compile_layers=options.compile)
     batch = make_batch(case, model, device)
     seconds = seconds_per_step(
-        training_step(model), batch, warmup=options.warmup, steps=options.steps
+        training_step(model, in_backward=options.step_in_backward),
+        batch,
+        warmup=options.warmup,
+        steps=options.steps,
     )
     work = batch_work(model_shape(model), batch, training_of(model, "bf16-mixed"))
     peak = options.peak_tflops or peak_tflops_of(device)
@@ -234,6 +243,11 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--compile", action="store_true", help="torch.compile each layer")
+    parser.add_argument(
+        "--step-in-backward",
+        action="store_true",
+        help="update each parameter inside the backward pass (optim.step_in_backward)",
+    )
     parser.add_argument(
         "--activation-checkpointing", choices=("none", "selective", "full"), default="none"
     )

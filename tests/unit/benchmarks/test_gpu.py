@@ -32,3 +32,10 @@ def test_without_a_gpu_the_full_run_says_so_in_one_line(monkeypatch):
     monkeypatch.setattr(gpu.torch.cuda, "is_available", lambda: False)
     result = gpu.run(tiny=False)
     assert result["rows"] == [] and gpu.report(result).startswith("gpu: skipped: no GPU here")
+
+
+def test_the_optimizer_can_step_inside_the_backward_pass():
+    options = gpu.parse(["--tiny", "--steps", "1", "--warmup", "1", "--cases", "full",
+                         "--step-in-backward"])  # fmt: skip
+    (row,) = gpu.run(tiny=True, options=options)["rows"]
+    assert row["case"] == "llava tiny full" and row["step_s"] > 0
