@@ -238,7 +238,18 @@ class TrainingModule(pl.LightningModule):
         )
         if problem is not None:
             raise ConfigError(f"optim.step_in_backward=True: {problem}")
-        step_in_backward(optimizer)
+        self._remove_backward_steps()
+        self._backward_steps = step_in_backward(optimizer)
+
+    def _remove_backward_steps(self) -> None:
+        for handle in getattr(self, "_backward_steps", ()):
+            handle.remove()
+        self._backward_steps = []
+
+    def teardown(self, stage: str) -> None:
+        # NOTE: the hooks live on the model's parameters, which outlive this run: left in place,
+        # a later run on the same model would be stepped by this run's optimizer too.
+        self._remove_backward_steps()
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["consumed_samples"] = self.consumed_samples

@@ -114,6 +114,10 @@ def test_optimizer_stepped_in_backward_trains_and_resumes_like_stepping_after(tm
     for name in ("inside", "resumed"):
         for key, param in models[name].named_parameters():
             assert torch.equal(param, expected[key]), (name, key)
+    # the run's hooks leave with it: the model's gradients stay where autograd puts them again
+    inside = models["inside"]
+    inside(torch.randint(0, 64, (1, 8))).sum().backward()
+    assert all(param.grad is not None for param in inside.parameters())
 
 
 def _resumable_data() -> MockDataModule:
