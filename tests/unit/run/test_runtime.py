@@ -4,8 +4,6 @@ starts, before torch, and never over a value the user set."""
 import subprocess
 import sys
 
-import pytest
-
 from optica.run.runtime import PROCESS_DEFAULTS, with_process_defaults
 
 
@@ -43,32 +41,3 @@ def test_launched_and_direct_tasks_get_them(isolated_environment, tmp_path, monk
         script = run.Script(inline=f'echo "$THP_MEM_ALLOC_ENABLE" > {out}')
         run.run(script, executor=run.LocalExecutor(), name="env", direct=direct)
         assert out.read_text().strip() == "1"
-
-
-_REUSE = """
-import resource, sys
-from optica.run.runtime import apply_process_defaults
-if sys.argv[1] == "1":
-    apply_process_defaults()
-import torch
-torch.empty(64 << 20, dtype=torch.uint8).fill_(1)  # freed at once
-before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-torch.empty(64 << 20, dtype=torch.uint8).fill_(1)
-print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
-"""
-
-
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator")
-def test_a_freed_block_is_reused_without_page_faults(monkeypatch):
-    """In a running process (``apply_process_defaults``, as the ``optica`` command calls it) the
-    second 64 MiB block reuses the first one's pages: no fresh page faults, where glibc's
-    default maps and faults it in again (16k faults on 4 KB pages)."""
-    for name in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("THP_MEM_ALLOC_ENABLE", "0")  # 4 KB pages both times: reuse alone counts
-
-    def faults(apply: str) -> int:
-        run = [sys.executable, "-c", _REUSE, apply]
-        return int(subprocess.run(run, capture_output=True, text=True, check=True).stdout)
-
-    assert faults("1") < 100 and faults("0") > 10_000
