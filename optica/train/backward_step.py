@@ -10,8 +10,7 @@ work unchanged.
 It needs every gradient to be final when its parameter's accumulation ends, so it excludes
 gradient accumulation, clipping by the global norm (which needs all gradients first), data
 and model parallelism (gradients are reduced after the hook; pipelines run several backward
-passes per step) and fp16 loss scaling; see
-:func:`step_in_backward_problem`.
+passes per step) and fp16 loss scaling; see :func:`step_in_backward_problem`.
 """
 
 from __future__ import annotations

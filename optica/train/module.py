@@ -110,6 +110,7 @@ class TrainingModule(pl.LightningModule):
         # Set by a pipeline-parallel strategy: ``fn(batch, output_loss, training=, scale=)`` runs
         # the forward (and in training the backward) through the pipeline schedule.
         self.loss_runner: Any = None
+        self._backward_steps: list[Any] = []  # hooks of ``optim.step_in_backward``
 
     def configure_model(self) -> None:
         """Materialises a lazy model (checkpoint or seeded init), then applies PEFT; idempotent."""
@@ -242,7 +243,7 @@ class TrainingModule(pl.LightningModule):
         self._backward_steps = step_in_backward(optimizer)
 
     def _remove_backward_steps(self) -> None:
-        for handle in getattr(self, "_backward_steps", ()):
+        for handle in self._backward_steps:
             handle.remove()
         self._backward_steps = []
 

@@ -196,8 +196,9 @@ class SelfAttention(nn.Module):
                 cheaper (``optica.models.modules.few_queries``).
         """
         batch, seq_len, _ = x.shape
-        few = queries is not None and mask is None and rope is None and kv_cache is None
-        if few and not self.causal and absorbs(self, x, queries):
+        if queries is not None and absorbs(
+            self, x, queries, mask=mask, rope=rope, kv_cache=kv_cache
+        ):
             return self.linear_proj(attend_few_queries(self, x, queries))
         q, k, v = self._project(x)
         if rope is not None:

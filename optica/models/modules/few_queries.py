@@ -22,10 +22,21 @@ from torch import nn
 from torch.distributed.tensor import DTensor
 
 
-def absorbs(attention: nn.Module, x: torch.Tensor, queries: slice) -> bool:
+def absorbs(
+    attention: nn.Module,
+    x: torch.Tensor,
+    queries: slice,
+    *,
+    mask: torch.Tensor | None = None,
+    rope: object = None,
+    kv_cache: object = None,
+) -> bool:
     """Whether :func:`attend_few_queries` may stand in for ``attention``'s keys and values here,
-    and is cheaper: a plain ``nn.Linear`` (not LoRA, not a tensor-parallel shard), the module's
-    own attention core (not context parallelism's or a checkpointing wrapper), no dropout."""
+    and is cheaper: non-causal attention without mask, rotary or cache, a plain ``nn.Linear``
+    (not LoRA, not a tensor-parallel shard), the module's own attention core (not context
+    parallelism's or a checkpointing wrapper), no dropout."""
+    if attention.causal or mask is not None or rope is not None or kv_cache is not None:
+        return False
     qkv = attention.linear_qkv
     if type(qkv) is not nn.Linear or isinstance(qkv.weight, DTensor):
         return False

@@ -74,3 +74,8 @@ def test_the_standard_path_where_the_shortcut_does_not_hold_or_pay():
     assert not absorbs(dropped.train(), x, slice(0, 1))  # dropout on probabilities: bias term
     assert absorbs(dropped.eval(), x, slice(0, 1))
     assert not absorbs(_standard(_attention()), x, slice(0, 1))
+    mask = torch.ones(1, 1, 40, 40, dtype=torch.bool)
+    assert not absorbs(_attention(), x, slice(0, 1), mask=mask)  # rows of keys may differ
+    causal = _attention()
+    causal.causal = True
+    assert not absorbs(causal, x, slice(39, 40))
