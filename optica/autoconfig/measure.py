@@ -10,10 +10,12 @@
   buffers when training starts plus the peak, over the first ``PROFILED_STEPS`` optimizer steps,
   of the tensors made since (the CPU allocator's allocation and free events that torch's
   profiler records; the peak is reached by then: the second step is the first with Adam's
-  moments alive through the passes). Tensors left from the set-up are not followed: the
-  profiler records the frees of this thread only, and a gloo worker thread can drop the last
-  reference to the whole tensor a shard was scattered from. Those steps are left out of the
-  step time when there are more. Next to it, the process's own peak: on a GPU the allocator's
+  moments alive through the passes). The profiler records the frees of the threads it follows
+  only, and a gloo worker thread can drop the last reference to a tensor: tensors left from the
+  set-up are not followed (the whole tensor a shard was scattered from was freed there), and a
+  block still held at the end that no live tensor owns is taken as freed when the scope that
+  made it ended (:func:`unrecorded_frees`). Those steps are left out of the step time when
+  there are more. Next to it, the process's own peak: on a GPU the allocator's
   reserved peak; on a CPU the kernel's peak RSS (``VmHWM``, reset through
   ``/proc/self/clear_refs``) minus the RSS at the reset and minus the library code paged in
   since (growth of ``RssFile``), which adds what no memory model of tensors predicts: the
@@ -27,10 +29,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+import gc
 import json
 import os
 import statistics
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -75,14 +80,16 @@ class RunProbe(pl.Callback):
             self._tensors = CpuTensorPeak()
         self._last, self._step = time.monotonic(), trainer.global_step
 
-    def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any
+    ) -> None:
         if trainer.global_step == self._step:  # inside a gradient-accumulation cycle
             return
         now = time.monotonic()
         self._times.append(now - self._last)
         self._step = trainer.global_step
         if len(self._times) == PROFILED_STEPS:
-            self._stop_tensor_peak()
+            self._stop_tensor_peak(trainer, pl_module)
         self._last = time.monotonic()
         if self.max_minutes is not None:
             over = now - self._start > self.max_minutes * 60
@@ -90,12 +97,13 @@ class RunProbe(pl.Callback):
                 self._stopped_by_limit = True
                 trainer.should_stop = True
 
-    def _stop_tensor_peak(self) -> None:
+    def _stop_tensor_peak(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self._tensors is not None:
-            self._tensor_peak, self._tensors = self._tensors.stop(), None
+            alive = live_storage_addresses(pl_module, trainer.optimizers)
+            self._tensor_peak, self._tensors = self._tensors.stop(alive), None
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._stop_tensor_peak()
+        self._stop_tensor_peak(trainer, pl_module)
         device = trainer.strategy.root_device
         process, code = process_peak_memory(device) - self._baseline, 0
         if device.type == "cpu":  # the first steps ran under the profiler
@@ -149,11 +157,72 @@ class CpuTensorPeak:
         self._profiler = profile(activities=[ProfilerActivity.CPU], profile_memory=True)
         self._profiler.start()
 
-    def stop(self) -> int:
+    def stop(self, alive: set[int] | None = None) -> int:
+        """The peak. ``alive``: the addresses of the storages alive now
+        (:func:`live_storage_addresses`); a block still held at the end whose address is not
+        among them was freed where the profiler does not look (:func:`unrecorded_frees`).
+        None: every block held at the end is taken as alive."""
         self._profiler.stop()
         results = self._profiler.profiler.kineto_results  # type: ignore[union-attr]
-        events = _cpu_allocations(results.experimental_event_tree())
+        allocations = _cpu_allocations(results.experimental_event_tree())
+        events = [(a.time_ns, a.address, a.bytes) for a in allocations]
+        if alive is not None:
+            events += unrecorded_frees(allocations, alive)
         return live_peak(events)
+
+
+@dataclasses.dataclass(frozen=True)
+class Allocation:
+    """One CPU allocator event: ``bytes`` positive allocated, negative freed; ``scope_end_ns``
+    is when the innermost scope around it that is not an operator ended (a module's or an
+    autograd function's, a backward node's evaluation, a collective's ``gloo:`` scope), or the
+    event's own time where there is none."""
+
+    time_ns: int
+    address: int
+    bytes: int
+    scope_end_ns: int
+
+
+def unrecorded_frees(allocations: list[Allocation], alive: set[int]) -> list[tuple[int, int, int]]:
+    """Free events for the blocks still held after ``allocations`` whose address is not in
+    ``alive``: the profiler records the frees of the threads it follows only, and a gloo worker
+    thread can drop the last reference to a collective's output after the training thread is
+    done with it (a race: on two processes under TP, 1 step in 4 or so kept the 2 MB all-gathered
+    logits of a small Llama "alive" through the rest of the window). Each is taken as freed when
+    its scope ended (``Allocation.scope_end_ns``: for the logits, DTensor's ``Redistribute``), or
+    right after it was made where it had none."""
+    held: dict[int, Allocation] = {}
+    for allocation in sorted(allocations, key=lambda a: a.time_ns):
+        if allocation.bytes > 0:
+            held[allocation.address] = allocation
+        else:
+            held.pop(allocation.address, None)
+    return [
+        (max(a.scope_end_ns, a.time_ns + 1), a.address, -a.bytes)
+        for address, a in held.items()
+        if address not in alive
+    ]
+
+
+def live_storage_addresses(
+    module: torch.nn.Module, optimizers: Sequence[torch.optim.Optimizer]
+) -> set[int]:
+    """The addresses of the CPU storages reachable now: ``module``'s parameters, gradients and
+    buffers, the optimizers' states (a DTensor by its local shard) and every plain tensor the
+    garbage collector tracks."""
+    tensors = [*module.parameters(), *module.buffers()]
+    tensors += [p.grad for p in module.parameters() if p.grad is not None]
+    for optimizer in optimizers:
+        for state in optimizer.state.values():
+            tensors += [v for v in state.values() if isinstance(v, torch.Tensor)]
+    tensors += [o for o in gc.get_objects() if type(o) in (torch.Tensor, torch.nn.Parameter)]
+    addresses = set()
+    for tensor in tensors:
+        local = tensor.to_local() if hasattr(tensor, "to_local") else tensor
+        if local.device.type == "cpu":
+            addresses.add(local.untyped_storage().data_ptr())
+    return addresses
 
 
 def live_peak(events: list[tuple[int, int, int]]) -> int:
@@ -172,9 +241,11 @@ def live_peak(events: list[tuple[int, int, int]]) -> int:
     return peak
 
 
-def _cpu_allocations(roots: list[Any]) -> list[tuple[int, int, int]]:
-    """(time, address, bytes: positive allocated, negative freed) of every CPU allocation
-    event the profiler recorded."""
+_OPERATOR_PREFIXES = ("aten::", "_c10d_functional::", "c10d::")
+
+
+def _cpu_allocations(roots: list[Any]) -> list[Allocation]:
+    """Every CPU allocation event the profiler recorded."""
     from torch._C._profiler import _EventType
 
     found, pending = [], list(roots)
@@ -183,8 +254,17 @@ def _cpu_allocations(roots: list[Any]) -> list[tuple[int, int, int]]:
         pending.extend(node.children)
         if node.tag == _EventType.Allocation and node.extra_fields.device.type == "cpu":
             fields = node.extra_fields
-            found.append((node.start_time_ns, fields.ptr, fields.alloc_size))
+            found.append(
+                Allocation(node.start_time_ns, fields.ptr, fields.alloc_size, _scope_end(node))
+            )
     return found
+
+
+def _scope_end(node: Any) -> int:
+    scope = node.parent
+    while scope is not None and scope.name.startswith(_OPERATOR_PREFIXES):
+        scope = scope.parent
+    return scope.end_time_ns if scope is not None else node.start_time_ns
 
 
 def median_step_time(times: list[float], leave_out: int = 1) -> float | None:
