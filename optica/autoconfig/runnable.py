@@ -47,6 +47,19 @@ def model_config(model: ModelShape) -> run.Config:
     return run.Config(LlavaModel, llava)
 
 
+def layout_config_problems(model: ModelShape, layout: Layout) -> list[str]:
+    """What keeps optica's model of ``model``'s shape from running ``layout`` although the
+    layout is valid for the shape (the search predicts such layouts; the runner cannot launch
+    them)."""
+    tied = model.language is not None and model.language.tied_embeddings
+    if tied and (layout.tp > 1 or layout.pp > 1):
+        return [
+            f"optica's Llama ties the embedding and output layer at TP = PP = 1 only "
+            f"(this layout: TP={layout.tp}, PP={layout.pp})"
+        ]
+    return []
+
+
 def data_config(model: ModelShape, layout: Layout, *, num_train_samples: int) -> run.Config:
     """Random data of the model's kind (module docstring), batched as ``layout`` says.
 
@@ -109,6 +122,7 @@ def _unsupported(model: ModelShape) -> list[str]:
     t, found = model.language, []
     for wrong, what in (
         (not t.gated_mlp, "a non-gated MLP"),
+        (t.activation != "silu", f"a {t.activation} MLP, not SiLU"),
         (t.norm != "rmsnorm", f"{t.norm}"),
         (t.bias, "linear biases"),
         (t.learned_positions, "learned positions"),

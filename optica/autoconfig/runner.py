@@ -24,7 +24,12 @@ from typing import Any
 
 from optica import run
 from optica.autoconfig.layout import Layout
-from optica.autoconfig.runnable import data_config, model_config, strategy_config
+from optica.autoconfig.runnable import (
+    data_config,
+    layout_config_problems,
+    model_config,
+    strategy_config,
+)
 from optica.autoconfig.search import Candidate, SearchResult
 from optica.autoconfig.training import Training
 from optica.run.errors import ConfigError
@@ -140,6 +145,11 @@ def candidate_task(
     from optica.train.trainer import TrainerConfig
 
     model, layout, cluster = result.model, candidate.layout, result.cluster
+    problems = layout_config_problems(model, layout)
+    if problems:
+        raise ConfigError(
+            f"cannot launch {model.name} as {layout_label(layout)}: " + "; ".join(problems)
+        )
     probe = run.Config(
         RunProbe,
         output_dir=str(run_dir / RUN_VERSION / MEASUREMENTS_DIR),

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from optica.run.errors import ConfigError
 
 NORMS = ("rmsnorm", "layernorm")
+ACTIVATIONS = ("silu", "gelu", "gelu_tanh", "squared_relu")
 PROJECTORS = ("mlp2x_gelu", "linear")
 
 
@@ -96,18 +97,24 @@ class LanguageShape(TransformerShape):
     Args:
         vocab_size: Vocabulary size V.
         seq_length: Training sequence length s (tokens per sample, image tokens included).
-        tied_embeddings: Output layer shares the embedding matrix (GPT-3, Gemma).
+        tied_embeddings: Output layer shares the embedding matrix (GPT-3, Gemma, Llama 3.2 1B).
         learned_positions: A learned position table of ``seq_length`` rows (GPT-3) instead of RoPE.
+        activation: The MLP's activation: ``"silu"`` (Llama, Mistral), ``"gelu"`` (GPT-3),
+            ``"gelu_tanh"`` (Gemma's GeGLU), ``"squared_relu"`` (Nemotron). The analytic models
+            do not depend on it; the runner launches what optica's Llama computes (SiLU).
     """
 
     vocab_size: int = 32000
     seq_length: int = 4096
     tied_embeddings: bool = False
     learned_positions: bool = False
+    activation: str = "silu"
 
     def __post_init__(self) -> None:
         super().__post_init__()
         _check_positive(self, ("vocab_size", "seq_length"))
+        if self.activation not in ACTIVATIONS:
+            raise ConfigError(f"activation must be one of {ACTIVATIONS}, got {self.activation!r}")
 
 
 @dataclass(frozen=True)

@@ -16,12 +16,19 @@ from optica.autoconfig.shapes import LanguageShape, ModelShape
 GPT3 = "Brown et al. 2020, Table 2.1 (13B at h=5120 as Megatron-LM); 5B/20B/40B: NeMo gpt3 configs"
 GPT3_TRAITS = dict(
     gated_mlp=False, bias=True, norm="layernorm", dropout=True, vocab_size=50257,
-    seq_length=2048, tied_embeddings=True, learned_positions=True,
+    seq_length=2048, tied_embeddings=True, learned_positions=True, activation="gelu",
 )  # fmt: skip
 LLAMA_TRAITS = dict(gated_mlp=True, bias=False, norm="rmsnorm")
-GEMMA_TRAITS = dict(LLAMA_TRAITS, vocab_size=256000, seq_length=8192, tied_embeddings=True)
+GEMMA_TRAITS = dict(
+    LLAMA_TRAITS, vocab_size=256000, seq_length=8192, tied_embeddings=True, activation="gelu_tanh"
+)
 NEMOTRON_TRAITS = dict(
-    gated_mlp=False, bias=False, norm="layernorm", vocab_size=256000, seq_length=4096
+    gated_mlp=False,
+    bias=False,
+    norm="layernorm",
+    vocab_size=256000,
+    seq_length=4096,
+    activation="squared_relu",
 )
 
 

@@ -1,6 +1,8 @@
 """The runner's pieces that need no process: shape → optica model/data/strategy configs, the
 failure messages read from logs, limits, and the candidate's task as it will be launched."""
 
+import csv
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -57,7 +59,7 @@ def test_a_llava_shape_builds_llava_with_a_clip_tower():
 @pytest.mark.parametrize(
     ("name", "why"),
     [("gpt3_125m", "learned positions"), ("mixtral_8x7b", "mixture-of-experts"),
-     ("nemotron3_8b", "a non-gated MLP")],
+     ("nemotron3_8b", "a non-gated MLP"), ("gemma_2b", "a gelu_tanh MLP, not SiLU")],
 )  # fmt: skip
 def test_families_the_runner_cannot_launch_say_why(name, why):
     with pytest.raises(ConfigError, match=f"cannot launch {name}: .*{why}"):
@@ -169,3 +171,28 @@ def test_local_executor_refuses_several_nodes(tmp_path):
         ac.AutoConfigurator(TINY, cluster, top_k=1).run(
             Path(tmp_path), result=result, launch=Launch(executor="local")
         )
+
+
+def test_tied_embeddings_launch_at_tp_pp_1_only(tmp_path):
+    """The search predicts a tied model under TP (NeMo runs it); optica's Llama ties the
+    embedding and output layer on one rank only, so such a candidate is refused before any
+    launch and recorded in failed.csv with the reason."""
+    tied = dataclasses.replace(
+        TINY, name="tiny_tied", language=dataclasses.replace(TINY.language, tied_embeddings=True)
+    )
+    cluster = ac.Cluster(num_nodes=1, gpus_per_node=2, gpu=ac.gpu_preset("h100"))
+    space = ac.SearchSpace(tensor_parallel_sizes=(1, 2), pipeline_parallel_sizes=(1,),
+                           micro_batch_sizes=(2,), global_batch_sizes=(8,),
+                           recompute_num_layers=(0,))  # fmt: skip
+    result = ac.search(tied, cluster, space=space)
+    by_tp = {c.layout.tp: c for c in result.candidates if c.layout.cp == 1}
+    task = candidate_task(result, by_tp[1], tmp_path / "tp1", RunLimits(), Launch())
+    assert run.build(task.model).config.share_embeddings_and_output_weights
+    with pytest.raises(ConfigError, match=r"cannot launch tiny_tied as TP2 PP1 .*TP = PP = 1 only"):
+        candidate_task(result, by_tp[2], tmp_path / "tp2", RunLimits(), Launch())
+    only_tp2 = dataclasses.replace(space, tensor_parallel_sizes=(2,))
+    measured = ac.AutoConfigurator(tied, cluster, space=only_tp2, top_k=1).run(tmp_path / "run")
+    (outcome,) = measured.outcomes
+    assert outcome.error_type == "config" and outcome.log is None  # never launched
+    (failed,) = csv.DictReader(measured.failed_csv.open())
+    assert "TP = PP = 1 only" in failed["Error"]
