@@ -59,9 +59,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from optica.autoconfig import params as P
 from optica.autoconfig.data_parallel import fully_sharded, gathered_bytes, sharded_state_bytes
 from optica.autoconfig.layout import Layout
-from optica.autoconfig.pipeline import Stage, StageParams, stage_params, stages
+from optica.autoconfig.pipeline import (
+    Stage,
+    StageParams,
+    lora_target_shapes,
+    stage_params,
+    stages,
+)
 from optica.autoconfig.shapes import (
     LanguageShape,
     ModelShape,
@@ -249,6 +256,9 @@ def _stage_memory(
     per_microbatch, transient = _stage_activations(model, layout, stage, training, flash)
     layers = per_microbatch * stage.in_flight + transient
     backward_loss = loss_bytes(model, layout, stage, training)
+    if training.step_in_backward:
+        states = (weights, optimizer)
+        return _stepped_in_backward(model, layout, stage, training, states, layers, backward_loss)
     during, end, root_shard = gathered_bytes(model, layout, stage, params, training)
     held = grads if gradients_held(layout) else 0.0
     moments = (
@@ -263,6 +273,52 @@ def _stage_memory(
         weights, grads, optimizer, layers + backward_loss, gathered=during, moments=moments,
         stage=stage.index,
     )  # fmt: skip
+
+
+def _stepped_in_backward(
+    model: ModelShape,
+    layout: Layout,
+    stage: Stage,
+    training: Training,
+    states: tuple[float, float],
+    layers: float,
+    backward_loss: float,
+) -> MemoryEstimate:
+    """One process without accumulation, the optimizer stepping each parameter in the backward
+    pass (``Training.step_in_backward``): every gradient is freed as soon as its parameter is
+    updated, so none is left from the last step at the end of the forward pass and one at a
+    time is alive during the backward pass — at most the largest, which for a language model is
+    the output layer's, made next to the logits' fp32 gradient (4·T·V) after the loss's 12·T·V
+    moment."""
+    gradient = largest_trained_gradient(model, training)
+    logits = 0.0
+    if stage.last and model.language is not None:
+        logits = 4 * logit_tokens(model, layout) * model.language.vocab_size
+    backward = max(backward_loss, logits + gradient)
+    moments = (
+        ("end of forward", layers + forward_loss_bytes(model, layout, stage, training)),
+        ("start of backward", layers + backward),
+        ("end of backward", gradient),
+    )
+    weights, optimizer = states
+    return MemoryEstimate(
+        weights, gradient, optimizer, layers + backward, moments=moments, stage=stage.index
+    )
+
+
+def largest_trained_gradient(model: ModelShape, training: Training) -> float:
+    """fp32 bytes of the largest trained parameter's gradient (``params.largest_matrices``;
+    a LoRA adapter's when the language model is adapted)."""
+    largest = P.largest_matrices(model)
+    trained = [largest.get("projector", 0), largest.get("classifier", 0)]
+    if training.language_trained():
+        trained.append(largest.get("language", 0))
+    elif training.lora is not None and model.language is not None:
+        shapes = lora_target_shapes(model.language)
+        trained += [training.lora.dim * max(shapes[m][:2]) for m in training.lora.target_modules]
+    if model.vision is not None and not training.vision_frozen(model.kind):
+        trained.append(largest["vision"])
+    return 4.0 * max(trained)
 
 
 def gradients_held(layout: Layout) -> bool:

@@ -146,6 +146,31 @@ def model_params(model: ModelShape) -> ParamCount:
     return total + classifier_params(model)
 
 
+def largest_matrices(model: ModelShape) -> dict[str, int]:
+    """The largest single weight of each part (elements), as optica's models hold them: the
+    fused ``linear_qkv`` and ``[gate; up]`` ``linear_fc1`` are one parameter each."""
+    largest = {}
+    if model.language is not None:
+        lm = model.language
+        largest["language"] = max(lm.vocab_size * lm.hidden_size, _largest_linear(lm))
+    if model.vision is not None:
+        v = model.vision
+        patch = v.num_channels * v.patch_size**2 * v.hidden_size
+        largest["vision"] = max(patch, v.seq_length * v.hidden_size, _largest_linear(v))
+    if model.projector is not None:
+        p = model.projector
+        largest["projector"] = max(p.input_size, p.output_size) * p.output_size
+    if model.num_classes and model.vision is not None:
+        largest["classifier"] = model.vision.hidden_size * model.num_classes
+    return largest
+
+
+def _largest_linear(t: TransformerShape) -> int:
+    h, d, f = t.hidden_size, t.head_dim, t.ffn_hidden_size
+    qkv = h * (t.num_attention_heads + 2 * t.kv_heads) * d
+    return max(qkv, h * f * (2 if t.gated_mlp else 1))
+
+
 def count_parameters(model: ModelShape) -> int:
     """Total parameters (all experts counted), e.g. 6,738,415,616 for Llama-2-7B."""
     return round(model_params(model).total)

@@ -77,15 +77,20 @@ def stage_params(model: ModelShape, stage: Stage, training: Training, pp: int) -
 
 def lora_layer_params(t: TransformerShape, lora: Lora) -> float:
     """LoRA parameters of one layer: dim·(in + out) per targeted linear layer (and expert)."""
+    shapes = [lora_target_shapes(t)[m] for m in lora.target_modules]
+    return sum(lora.dim * (i + o) * n for i, o, n in shapes)
+
+
+def lora_target_shapes(t: TransformerShape) -> dict[str, tuple[int, int, int]]:
+    """(in, out, copies) of each linear layer LoRA can target (copies: one per expert)."""
     h, d, f = t.hidden_size, t.head_dim, t.ffn_hidden_size
     experts = t.num_experts or 1
-    shapes = {
+    return {
         "linear_qkv": (h, (t.num_attention_heads + 2 * t.kv_heads) * d, 1),
         "linear_proj": (t.num_attention_heads * d, h, 1),
         "linear_fc1": (h, f * (2 if t.gated_mlp else 1), experts),
         "linear_fc2": (f, h, experts),
     }
-    return sum(lora.dim * (i + o) * n for i, o, n in (shapes[m] for m in lora.target_modules))
 
 
 def backbone_trained(model: ModelShape, training: Training) -> bool:

@@ -142,6 +142,7 @@ def candidate_task(
     from optica.autoconfig.measure import RunProbe
     from optica.train.api import finetune, pretrain
     from optica.train.exp_manager import ExpManager
+    from optica.train.optim import OptimizerConfig
     from optica.train.trainer import TrainerConfig
 
     model, layout, cluster = result.model, candidate.layout, result.cluster
@@ -173,6 +174,8 @@ def candidate_task(
         trainer=trainer,
         log=log,
     )
+    if result.training.step_in_backward:
+        common["optim"] = run.Config(OptimizerConfig, step_in_backward=True)
     peft = _freezing(result.training, model.kind)
     if peft is None:
         return run.Partial(pretrain, **common)

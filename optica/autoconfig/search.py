@@ -31,6 +31,7 @@ from optica.autoconfig.memory import GIB, MemoryEstimate, estimate_memory
 from optica.autoconfig.shapes import ModelShape
 from optica.autoconfig.timing import StepTime, predict_step_time
 from optica.autoconfig.training import Training
+from optica.run.errors import ConfigError
 
 MIN_TOKENS_PER_CP_RANK = 2048
 MICRO_BATCH_TOKENS = 32768
@@ -136,12 +137,20 @@ def search(
     space, training = space or SearchSpace(), training or Training()
     efficiency = efficiency or Efficiency()
     budget = cluster.gpu.memory_gb * GIB * (1 - efficiency.memory_headroom)
+    if training.step_in_backward and cluster.world_size > 1:
+        raise ConfigError(
+            f"step_in_backward runs on one GPU; the cluster has {cluster.world_size} "
+            "(--num-nodes 1 --gpus-per-node 1)"
+        )
     found, rejected = [], []
     for layout in enumerate_layouts(model, cluster, space):
         problems = layout_problems(
             layout, model, cluster.world_size, space.min_model_parallel_size,
             space.max_model_parallel_size,
         )  # fmt: skip
+        problems += training.layout_problems(
+            world_size=layout.world_size, num_microbatches=layout.num_microbatches
+        )
         if problems:
             rejected.append(_describe(layout, problems))
             continue

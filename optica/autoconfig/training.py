@@ -44,12 +44,16 @@ class Training:
         freeze_vision: Keep the vision encoder frozen; None means frozen in a VLM (LLaVA-1.5 never
             trains its CLIP tower) and trained in a ViT classifier.
         freeze_language: Keep the language model frozen (LLaVA stage 1: only the projector learns).
+        step_in_backward: The optimizer steps each parameter as soon as its gradient is complete
+            and frees it (``optim.step_in_backward``): one gradient alive at a time instead of
+            all of them. One GPU only, without gradient accumulation.
     """
 
     precision: str = "bf16-mixed"
     lora: Lora | None = None
     freeze_vision: bool | None = None
     freeze_language: bool = False
+    step_in_backward: bool = False
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -67,3 +71,17 @@ class Training:
     def language_trained(self) -> bool:
         """Whether the language model's own weights get gradients (not under LoRA or freezing)."""
         return self.lora is None and not self.freeze_language
+
+    def layout_problems(self, *, world_size: int, num_microbatches: int) -> list[str]:
+        """Why a layout cannot train this way (empty if it can)."""
+        if not self.step_in_backward:
+            return []
+        found = []
+        if world_size > 1:
+            found.append(f"step_in_backward runs on one GPU (this layout: {world_size})")
+        if num_microbatches > 1:
+            found.append(
+                f"step_in_backward needs every gradient of a step from one micro-batch "
+                f"(this layout accumulates {num_microbatches})"
+            )
+        return found

@@ -134,6 +134,11 @@ def _add_search_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--peft", choices=("none", "lora"), default="none")
     group.add_argument("--lora-dim", type=int, default=32)
     group.add_argument("--precision", choices=("bf16-mixed", "32"), default="bf16-mixed")
+    group.add_argument(
+        "--step-in-backward",
+        action="store_true",
+        help="optim.step_in_backward: one gradient alive at a time (one GPU, no accumulation)",
+    )
     group.add_argument("--output", type=Path, required=True, help="directory for the files")
     group.add_argument("--top-k", type=int, default=5, help="configs to write (default: 5)")
 
@@ -214,7 +219,7 @@ def _space(args: argparse.Namespace) -> ac.SearchSpace:
 
 def _training(args: argparse.Namespace) -> ac.Training:
     lora = ac.Lora(dim=args.lora_dim) if args.peft == "lora" else None
-    return ac.Training(precision=args.precision, lora=lora)
+    return ac.Training(precision=args.precision, lora=lora, step_in_backward=args.step_in_backward)
 
 
 def _table(result: ac.SearchResult, k: int) -> Table:

@@ -105,3 +105,16 @@ def test_custom_gpu_values(tmp_path, capsys):
 def test_argument_errors_exit(argv, capsys):
     with pytest.raises(SystemExit):
         invoke(*argv)
+
+
+def test_step_in_backward_searches_one_gpu(tmp_path, capsys):
+    out = tmp_path / "out"
+    code = invoke("--model", "tinyllama_1.1b", "--num-nodes", "1", "--gpus-per-node", "1",
+                  "--gpu", "h100", "--global-batch-size", "1", "--micro-batch-sizes", "1",
+                  "--output", str(out), "--top-k", "1", "--step-in-backward")  # fmt: skip
+    assert code == 0
+    (row,) = [r for r in csv.DictReader((out / "candidates.csv").open()) if r["rank"] == "1"]
+    assert row["peak_at"] != "end of forward"  # no gradients left from the last step there
+    with pytest.raises(ConfigError, match="step_in_backward runs on one GPU; the cluster has 8"):
+        invoke("--model", "tinyllama_1.1b", "--gpus-per-node", "8", "--output", str(out),
+               "--step-in-backward")  # fmt: skip

@@ -346,3 +346,37 @@ def test_a_vlm_takes_logits_at_its_text_tokens_only():
     vocab = llava.language.vocab_size
     assert llava.image_tokens == 576
     assert loss_bytes(llava, layout, last, Training()) == 12 * text * vocab
+
+
+def test_stepping_in_backward_holds_one_gradient_at_a_time():
+    # fp32, one rank, one micro-batch. Plain: the last step's gradients sit next to the forward
+    # pass's activations. Stepped in backward: none there; in the backward pass the largest
+    # gradient (the [V, h] output layer's) is made next to the logits' fp32 gradient (4·T·V).
+    llama, layout = CALIBRATION_LLAMA, Layout(global_batch_size=1)
+    plain = estimate_memory(llama, layout, training=Training(precision="32"))
+    stepped = estimate_memory(
+        llama, layout, training=Training(precision="32", step_in_backward=True)
+    )
+    T, V, h = 256, 32000, 768
+    assert stepped.gradients == 4 * V * h
+    assert (stepped.weights, stepped.optimizer) == (plain.weights, plain.optimizer)
+    before, after = dict(plain.moments), dict(stepped.moments)
+    assert after["end of forward"] == pytest.approx(before["end of forward"] - plain.gradients)
+    assert after["start of backward"] == pytest.approx(
+        before["start of backward"] + max(0, 4 * T * V + 4 * V * h - 12 * T * V)
+    )
+    assert after["end of backward"] == 4 * V * h
+    assert stepped.total < plain.total
+
+
+def test_stepping_in_backward_counts_the_trained_parts_only():
+    # LLaVA-1.5 with LoRA on the language model and the tower frozen: the projector's second
+    # matrix (4096 x 4096) outweighs any rank-32 adapter (the largest: 32 x 2·11008, fc1).
+    llava = model_shape("llava15_7b")
+    training = Training(lora=Lora(dim=32), step_in_backward=True)
+    memory = estimate_memory(llava, Layout(global_batch_size=1), training=training)
+    assert memory.gradients == 4 * 4096 * 4096
+    full = estimate_memory(
+        llava, Layout(global_batch_size=1), training=Training(step_in_backward=True)
+    )
+    assert full.gradients == 4 * 32000 * 4096  # the embedding / output layer

@@ -196,3 +196,15 @@ def test_tied_embeddings_launch_at_tp_pp_1_only(tmp_path):
     assert outcome.error_type == "config" and outcome.log is None  # never launched
     (failed,) = csv.DictReader(measured.failed_csv.open())
     assert "TP = PP = 1 only" in failed["Error"]
+
+
+def test_stepping_in_backward_reaches_the_candidates_optimizer(tmp_path):
+    cluster = ac.Cluster(num_nodes=1, gpus_per_node=1, gpu=ac.gpu_preset("h100"))
+    training = ac.Training(step_in_backward=True)
+    space = ac.SearchSpace(global_batch_sizes=(2,), micro_batch_sizes=(2,))
+    result = ac.search(TINY, cluster, training=training, space=space)
+    task = candidate_task(result, result.top(1)[0], tmp_path / "r", RunLimits(), Launch())
+    assert task.optim.step_in_backward and task.trainer.gradient_clip_val is None
+    plain = ac.search(TINY, cluster, space=ac.SearchSpace(global_batch_sizes=(2,)))
+    assert "optim" not in candidate_task(plain, plain.top(1)[0], tmp_path / "p", RunLimits(),
+                                         Launch()).__arguments__  # fmt: skip

@@ -11,12 +11,14 @@ from optica.autoconfig import (
     Cluster,
     Layout,
     SearchSpace,
+    Training,
     gpu_preset,
     model_shape,
     search,
 )
 from optica.autoconfig.memory import GIB
 from optica.autoconfig.search import default_global_batch_size
+from optica.run.errors import ConfigError
 
 LLAMA = model_shape("llama2_7b")
 NODE_H200 = Cluster(1, 8, gpu_preset("h200"))
@@ -142,3 +144,18 @@ def test_no_sequence_parallelism_for_a_vlm():
     llama = ac.search(ac.model_shape("llama_tiny"), cluster, space=ac.SearchSpace(
         global_batch_sizes=(8,), pipeline_parallel_sizes=(1,)))  # fmt: skip
     assert all(c.layout.sequence_parallel for c in llama.candidates if c.layout.tp == 2)
+
+
+def test_stepping_in_backward_searches_one_gpu_without_accumulation():
+    model = model_shape("tinyllama_1.1b")
+    one = Cluster(num_nodes=1, gpus_per_node=1, gpu=gpu_preset("h100"))
+    space = SearchSpace(
+        micro_batch_sizes=(1, 2), global_batch_sizes=(2,), recompute_num_layers=(0,)
+    )
+    training = Training(step_in_backward=True)
+    result = search(model, one, space=space, training=training)
+    assert [c.layout.micro_batch_size for c in result.candidates] == [2]
+    assert result.rejected == 1 and "accumulates 2" in result.rejected_examples[0]
+    eight = Cluster(num_nodes=1, gpus_per_node=8, gpu=gpu_preset("h100"))
+    with pytest.raises(ConfigError, match="step_in_backward runs on one GPU; the cluster has 8"):
+        search(model, eight, space=space, training=training)
