@@ -37,6 +37,11 @@ table as ``pytest -s`` prints it; step times of one process swing 2-10x with the
   predicted 22.0 / 15.8 MB, measured 20.6-21.3 / 16.2-17.2 MB in nine runs (+3.5 to +7%,
   -2.4 to -8.4%: DTensor's and gloo's buffers weigh at this size); step time predicted 0.120 /
   0.141 s, measured 0.10-0.16 / 0.24-0.38 s, the predicted order;
+* the small Llama on 1 process, MBS 2 without accumulation, the optimizer stepped in the
+  backward pass against the plain one: predicted 22.0 / 23.4 MB, measured 22.0 / 23.4 MB
+  (+0.2%, +0.1%), the 1.4 MB saved predicted and measured alike (the plain peak is the end of
+  the forward pass, next to the last step's 3.5 MB of gradients; stepped in backward, the
+  loss's moment);
 * tiny LLaVA (``llava_tiny`` at 128 tokens: 64 image tokens + 64 of text): 1 process with the
   tower frozen, MBS 8 / 2 predicted 23.2 / 9.3 MB, measured 18.3 / 8.0 MB (+27%, +17%);
   2 processes, all trained, DP2 / TP2 predicted 9.9 / 7.1 MB, measured 9.4 / 8.1 MB (+5%,
