@@ -87,28 +87,36 @@ def test_a_block_freed_by_another_thread_is_freed_when_its_scope_ended():
 
 def test_cpu_tensor_peak_drops_a_tensor_a_worker_thread_freed():
     """A worker thread the profiler does not follow drops the last reference to a tensor made
-    here: its free goes unrecorded (without the live storages it would count 8 MiB too many);
-    the block is not among the live storages at the end."""
-    assert 24 * 2**20 <= _handed_over_then_16_mib(with_live_storages=False) < 25 * 2**20
-    assert 16 * 2**20 <= _handed_over_then_16_mib(with_live_storages=True) < 17 * 2**20
+    here: its free goes unrecorded; the block is not among the live storages at the end, so it
+    does not count next to the tensor made after it. Without the live storages it would count
+    8 MiB too many, unless the allocator gave the new tensor the freed block's address (with
+    some allocation histories it does), where the new block replaces the old one anyway."""
+    peak, _ = _handed_over_then_16_mib(with_live_storages=True)
+    assert 16 * 2**20 <= peak < 17 * 2**20
+    peak, reused = _handed_over_then_16_mib(with_live_storages=False)
+    if reused:
+        assert 16 * 2**20 <= peak < 17 * 2**20
+    else:
+        assert 24 * 2**20 <= peak < 25 * 2**20
 
 
-def _handed_over_then_16_mib(with_live_storages: bool) -> int:
+def _handed_over_then_16_mib(with_live_storages: bool) -> tuple[int, bool]:
+    """(the peak, whether the 16 MiB tensor got the 8 MiB one's address)."""
+    module = torch.nn.Linear(2, 2)
     peak = CpuTensorPeak()
     handed_over = queue.Queue()
     worker = threading.Thread(target=lambda: handed_over.get())  # drops it on return
     a = torch.ones(8 * 2**20 // 4)  # 8 MiB
-    fence = torch.ones(1024)  # b cannot grow into a's place at the top of the heap
+    address = a.untyped_storage().data_ptr()
     handed_over.put(a)
     del a
     worker.start()
     worker.join()
     b = torch.ones(16 * 2**20 // 4)  # 16 MiB: never alive together with a
-    alive = live_storage_addresses(torch.nn.Linear(2, 2), optimizers=[])
-    assert b.untyped_storage().data_ptr() in alive
+    alive = live_storage_addresses(module, optimizers=[])
+    assert b.untyped_storage().data_ptr() in alive and address not in alive
     measured = peak.stop(alive if with_live_storages else None)
-    del fence
-    return measured
+    return measured, b.untyped_storage().data_ptr() == address
 
 
 def test_live_storages_are_the_parameters_gradients_states_and_reachable_tensors():
