@@ -148,9 +148,7 @@ def search(
             layout, model, cluster.world_size, space.min_model_parallel_size,
             space.max_model_parallel_size,
         )  # fmt: skip
-        problems += training.layout_problems(
-            world_size=layout.world_size, num_microbatches=layout.num_microbatches
-        )
+        problems += training.layout_problems(num_microbatches=layout.num_microbatches)
         if problems:
             rejected.append(_describe(layout, problems))
             continue

@@ -72,16 +72,12 @@ class Training:
         """Whether the language model's own weights get gradients (not under LoRA or freezing)."""
         return self.lora is None and not self.freeze_language
 
-    def layout_problems(self, *, world_size: int, num_microbatches: int) -> list[str]:
-        """Why a layout cannot train this way (empty if it can)."""
-        if not self.step_in_backward:
-            return []
-        found = []
-        if world_size > 1:
-            found.append(f"step_in_backward runs on one GPU (this layout: {world_size})")
-        if num_microbatches > 1:
-            found.append(
+    def layout_problems(self, *, num_microbatches: int) -> list[str]:
+        """Why a layout cannot train this way (empty if it can). One GPU is the search's
+        precondition for ``step_in_backward`` (``optica.autoconfig.search``)."""
+        if self.step_in_backward and num_microbatches > 1:
+            return [
                 f"step_in_backward needs every gradient of a step from one micro-batch "
                 f"(this layout accumulates {num_microbatches})"
-            )
-        return found
+            ]
+        return []

@@ -23,13 +23,9 @@ GEMMA_TRAITS = dict(
     LLAMA_TRAITS, vocab_size=256000, seq_length=8192, tied_embeddings=True, activation="gelu_tanh"
 )
 NEMOTRON_TRAITS = dict(
-    gated_mlp=False,
-    bias=False,
-    norm="layernorm",
-    vocab_size=256000,
-    seq_length=4096,
+    gated_mlp=False, bias=False, norm="layernorm", vocab_size=256000, seq_length=4096,
     activation="squared_relu",
-)
+)  # fmt: skip
 
 
 def _lm(name: str, family: str, source: str, **fields: Any) -> None:
