@@ -102,6 +102,13 @@ class RunProbe(pl.Callback):
             alive = live_storage_addresses(pl_module, trainer.optimizers)
             self._tensor_peak, self._tensors = self._tensors.stop(alive), None
 
+    def on_exception(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
+    ) -> None:
+        if self._tensors is not None:
+            self._tensors.discard()
+            self._tensors = None
+
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._stop_tensor_peak(trainer, pl_module)
         device = trainer.strategy.root_device
@@ -169,6 +176,11 @@ class CpuTensorPeak:
         if alive is not None:
             events += unrecorded_frees(allocations, alive)
         return live_peak(events)
+
+    def discard(self) -> None:
+        """Stop without a result (training failed). A profiler left running when the process
+        exits can crash it: torch tears its callbacks down under it."""
+        self._profiler.stop()
 
 
 @dataclasses.dataclass(frozen=True)

@@ -8,6 +8,7 @@ import torch
 from optica.autoconfig.measure import (
     Allocation,
     CpuTensorPeak,
+    RunProbe,
     live_peak,
     live_storage_addresses,
     median_step_time,
@@ -104,19 +105,35 @@ def _handed_over_then_16_mib(with_live_storages: bool) -> tuple[int, bool]:
     """(the peak, whether the 16 MiB tensor got the 8 MiB one's address)."""
     module = torch.nn.Linear(2, 2)
     peak = CpuTensorPeak()
-    handed_over = queue.Queue()
-    worker = threading.Thread(target=lambda: handed_over.get())  # drops it on return
-    a = torch.ones(8 * 2**20 // 4)  # 8 MiB
-    address = a.untyped_storage().data_ptr()
-    handed_over.put(a)
-    del a
-    worker.start()
-    worker.join()
-    b = torch.ones(16 * 2**20 // 4)  # 16 MiB: never alive together with a
-    alive = live_storage_addresses(module, optimizers=[])
-    assert b.untyped_storage().data_ptr() in alive and address not in alive
+    try:
+        handed_over = queue.Queue()
+        worker = threading.Thread(target=lambda: handed_over.get())  # drops it on return
+        a = torch.ones(8 * 2**20 // 4)  # 8 MiB
+        address = a.untyped_storage().data_ptr()
+        handed_over.put(a)
+        del a
+        worker.start()
+        worker.join()
+        b = torch.ones(16 * 2**20 // 4)  # 16 MiB: never alive together with a
+        alive = live_storage_addresses(module, optimizers=[])
+    except BaseException:
+        peak.discard()
+        raise
     measured = peak.stop(alive if with_live_storages else None)
-    return measured, b.untyped_storage().data_ptr() == address
+    reused = b.untyped_storage().data_ptr() == address
+    assert b.untyped_storage().data_ptr() in alive
+    assert reused or address not in alive
+    return measured, reused
+
+
+def test_a_failed_run_stops_the_profiler():
+    """The probe discards its peak when training fails: a profiler left running when the process
+    exits can crash it (a pytest worker did, after a failed assertion)."""
+    probe = RunProbe(output_dir="unused")
+    probe._tensors = CpuTensorPeak()
+    assert torch._C._autograd._profiler_enabled()
+    probe.on_exception(trainer=None, pl_module=None, exception=RuntimeError("a step failed"))
+    assert not torch._C._autograd._profiler_enabled() and probe._tensors is None
 
 
 def test_live_storages_are_the_parameters_gradients_states_and_reachable_tensors():
