@@ -1,4 +1,4 @@
-"""crop_resize against the plain Pillow path it replaces: the same pixels, bit for bit."""
+"""resize_planes against the plain Pillow path it replaces: the same pixels, bit for bit."""
 
 import numpy as np
 import pytest
@@ -6,9 +6,10 @@ from PIL import Image
 
 from optica.data import resize
 from optica.data.images import cover_size
-from optica.data.resize import crop_resize, horizontal_first, source_rows
+from optica.data.resize import horizontal_first, planar_bands, resize_planes
 
 BICUBIC, BILINEAR = Image.Resampling.BICUBIC, Image.Resampling.BILINEAR
+FILTERS = [f for f in Image.Resampling if f != Image.Resampling.NEAREST]  # the convolutions
 
 
 def random_image(rng, width: int, height: int, mode: str) -> Image.Image:
@@ -24,8 +25,8 @@ def centre_crop_case(image: Image.Image, target: tuple[int, int]):
 
 
 def assert_as_plain_pillow(image, size, box, resample):
-    expected = np.asarray(image.resize(size, resample=resample).crop(box))
-    actual = np.asarray(crop_resize(image, size, box, resample))
+    expected = planar_bands(image.resize(size, resample=resample).crop(box))
+    actual = resize_planes(image, size, box, resample)
     assert actual.shape == expected.shape
     assert np.array_equal(actual, expected), (image.size, image.mode, size, box, resample)
 
@@ -38,8 +39,33 @@ def test_matches_resize_then_crop_on_random_sizes(seed):
         side = int(rng.integers(32, 400))
         target = (side, side) if case % 3 else tuple(int(v) for v in rng.integers(32, 400, size=2))
         image = random_image(rng, width, height, "RGB" if case % 2 else "L")
-        resample = BICUBIC if case % 4 < 2 else BILINEAR
+        resample = FILTERS[case % len(FILTERS)]
         assert_as_plain_pillow(image, *centre_crop_case(image, target), resample)
+
+
+@pytest.mark.parametrize("resample", FILTERS)
+def test_matches_a_plain_resize_with_every_filter(resample):
+    """``square`` and ``pad`` resize the whole image: no crop, both axes up or down."""
+    rng = np.random.default_rng(int(resample))
+    for _ in range(20):
+        width, height, out_width, out_height = (int(v) for v in rng.integers(1, 700, size=4))
+        image = random_image(rng, width, height, "RGB")
+        size = (out_width, out_height)
+        assert_as_plain_pillow(image, size, (0, 0, *size), resample)
+
+
+def test_covered_cases_do_not_call_pillows_resize(monkeypatch):
+    """The comparisons above would hold trivially if resize_planes fell back to Pillow."""
+    image = random_image(np.random.default_rng(3), 500, 400, "RGB")
+    expected = planar_bands(image.resize((420, 336), BICUBIC).crop((42, 0, 378, 336)))
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("Pillow's resize was called")
+
+    monkeypatch.setattr(Image.Image, "resize", refuse)
+    assert np.array_equal(resize_planes(image, (420, 336), (42, 0, 378, 336), BICUBIC), expected)
+    monkeypatch.undo()
+    assert_as_plain_pillow(image, (40, 64), (3, 12, 37, 52), BICUBIC)  # both axes cropped
 
 
 @pytest.mark.parametrize(
@@ -67,11 +93,12 @@ def test_edge_cases(source, target, resample):
 
 
 def test_uncovered_cases_take_the_plain_path():
+    """Other modes (RGBA: Pillow premultiplies), NEAREST, a box reaching outside."""
     rng = np.random.default_rng(1)
     rgba = random_image(rng, 50, 80, "RGBA")
     assert_as_plain_pillow(rgba, (40, 64), (0, 12, 40, 52), BICUBIC)  # premultiplied by Pillow
     image = random_image(rng, 50, 80, "RGB")
-    assert_as_plain_pillow(image, (40, 64), (3, 12, 37, 52), BICUBIC)  # both axes cropped
+    assert_as_plain_pillow(image, (40, 64), (-2, 0, 38, 64), BICUBIC)  # a box outside: padded
     assert_as_plain_pillow(image, (40, 64), (0, 12, 40, 52), Image.Resampling.NEAREST)
 
 
@@ -90,9 +117,3 @@ def test_the_other_order_would_differ():
     vertical_first = np.asarray(image.resize((300, 672), BICUBIC).resize((224, 672), BICUBIC))
     horizontal_first_ = np.asarray(image.resize((224, 900), BICUBIC).resize((224, 672), BICUBIC))
     assert np.array_equal(one_call, vertical_first) != np.array_equal(one_call, horizontal_first_)
-
-
-def test_source_rows_cover_what_bicubic_reads():
-    assert source_rows(600, 504, 0, 504, 2.0) == (0, 600)  # everything for the whole output
-    first, last = source_rows(600, 504, 84, 420, 2.0)
-    assert 0 < first < 100 and 500 < last < 600

@@ -16,8 +16,8 @@ from optica.data.images import (
     HALF,
     check_image_size,
     expand_to_square,
-    planar_pixels,
 )
+from optica.data.resize import planar_bands
 
 RED, GREEN, BLUE = (255, 0, 0), (0, 255, 0), (0, 0, 255)
 
@@ -69,7 +69,7 @@ def test_crop_keeps_the_centre():
 
 def test_crop_scales_the_shortest_side_first():
     image = Image.new("RGB", (16, 8), GREEN)
-    assert processor("crop", (4, 4)).geometry(image).size == (4, 4)
+    assert processor("crop", (4, 4)).pixels(image).shape == (3, 4, 4)
 
 
 def test_normalisation_and_layout():
@@ -87,7 +87,7 @@ def test_normalise_is_the_float32_formula_bit_for_bit(proc):
     values = np.arange(256, dtype=np.float32)[None, :] * np.float32(proc.rescale_factor)
     table = (values - np.float32(proc.mean)[:, None]) / np.float32(proc.std)[:, None]
     expected = np.stack([table[c][pixels[..., c]] for c in range(3)])  # per-value table
-    planar = planar_pixels(Image.fromarray(pixels))
+    planar = planar_bands(Image.fromarray(pixels))
     assert np.array_equal(planar, pixels.transpose(2, 0, 1))
     out = proc.normalise(planar)
     assert out.dtype == np.float32 and out.shape == (3, 37, 53)
