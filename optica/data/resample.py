@@ -29,7 +29,18 @@ _HAMMING_A = float(np.float32(0.54))  # Resample.c writes 0.54f and 0.46f
 _HAMMING_B = float(np.float32(0.46))
 
 
-@numba.njit(cache=True, nogil=True)
+def _compiled(function):
+    """``function`` compiled by numba on first call, without the GIL; the machine code is cached
+    on disk where numba finds a writable place (beside this module, ``NUMBA_CACHE_DIR``, the
+    user's cache directory). Where there is none (a read-only install and home), numba refuses to
+    cache and each process compiles for itself (~2 s) instead of failing to import."""
+    try:
+        return numba.njit(cache=True, nogil=True)(function)
+    except RuntimeError:  # "cannot cache function ...: no locator available"
+        return numba.njit(nogil=True)(function)
+
+
+@_compiled
 def _sinc(x: float) -> float:
     if x == 0.0:
         return 1.0
@@ -37,7 +48,7 @@ def _sinc(x: float) -> float:
     return math.sin(x) / x
 
 
-@numba.njit(cache=True, nogil=True)
+@_compiled
 def _filter(kind: int, x: float) -> float:
     """Resample.c's ``box_filter`` ... ``lanczos_filter``, branch for branch."""
     if kind == BOX:
@@ -62,7 +73,7 @@ def _filter(kind: int, x: float) -> float:
     return 0.0
 
 
-@numba.njit(cache=True, nogil=True)
+@_compiled
 def pass_weights(size: int, out_size: int, first: int, count: int, kind: int, support: float):
     """The integer weights of output pixels ``first .. first + count`` of a pass resizing
     ``size`` pixels to ``out_size`` with filter ``kind``: (starts, taps, weights), where output
@@ -93,7 +104,7 @@ def pass_weights(size: int, out_size: int, first: int, count: int, kind: int, su
     return starts, taps, weights
 
 
-@numba.njit(cache=True, nogil=True)
+@_compiled
 def resample_pass(source, starts, taps, weights, out) -> None:
     """One pass along axis 0 of the uint8 plane ``source``:
     ``out[i, x] = clip((2**21 + sum_t weights[i, t] * source[starts[i] + t, x]) >> 22)``.

@@ -1,5 +1,9 @@
 """resize_planes against the plain Pillow path it replaces: the same pixels, bit for bit."""
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -117,3 +121,23 @@ def test_the_other_order_would_differ():
     vertical_first = np.asarray(image.resize((300, 672), BICUBIC).resize((224, 672), BICUBIC))
     horizontal_first_ = np.asarray(image.resize((224, 900), BICUBIC).resize((224, 672), BICUBIC))
     assert np.array_equal(one_call, vertical_first) != np.array_equal(one_call, horizontal_first_)
+
+
+def test_without_a_writable_numba_cache_the_kernels_still_compile(tmp_path):
+    """Where numba finds nowhere to cache (here: only zip-file locators allowed), importing
+    optica.data must not fail: the kernels compile in the process instead."""
+    script = (
+        "import numpy as np\n"
+        "from PIL import Image\n"
+        "from optica.data import resample\n"
+        "from optica.data.resize import planar_bands, resize_planes\n"
+        "assert type(resample.resample_pass._cache).__name__ == 'NullCache'\n"
+        "rng = np.random.default_rng(0)\n"
+        "image = Image.fromarray(rng.integers(0, 256, (300, 400, 3), dtype=np.uint8))\n"
+        "box = (56, 0, 392, 336)\n"
+        "expected = planar_bands(image.resize((448, 336), 3).crop(box))\n"
+        "assert np.array_equal(resize_planes(image, (448, 336), box, 3), expected)\n"
+    )
+    env = {**os.environ, "NUMBA_CACHE_LOCATOR_CLASSES": "ZipCacheLocator"}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
