@@ -11,8 +11,9 @@ processors use (L or RGB; box, bilinear, hamming, bicubic, lanczos). It does Pil
 
 Pillow < 13 always runs the horizontal pass first; Pillow >= 13 (python-pillow/Pillow #9549)
 runs the vertical pass first when the height shrinks by more than twice what the width does.
-Anything else (other modes, ``NEAREST``, a box outside the resized image) takes the plain
-Pillow path. tests/unit/data/test_crop_resize.py compares the two on random sizes and filters.
+Anything else (other modes, ``NEAREST``, a box outside the resized image) and large images
+(``LARGEST_REGION``) take the plain Pillow path. tests/unit/data/test_crop_resize.py compares
+the two on random sizes and filters.
 """
 
 from __future__ import annotations
@@ -26,6 +27,11 @@ from optica.data.resample import FILTER_SUPPORT, pass_weights, resample_pass
 Box = tuple[int, int, int, int]
 BANDS = {"L": ("L",), "RGB": ("R", "G", "B")}  # modes Pillow resizes directly (no premultiply)
 VERTICAL_FIRST_SINCE = 13
+# Above this many input pixels read, Pillow's own resize is as fast or faster: the copies here
+# (crop, transpose, bands) leave the caches while Pillow's passes go row by row. Measured on a
+# 2-core EPYC, a 336 centre crop among other images: 1280x960 1.4x (bicubic) and 1.1x (bilinear)
+# faster here, 1600x1200 1.05x and 0.6x, 2000x1500 0.85x and 0.5x.
+LARGEST_REGION = 1_500_000
 
 
 def resize_planes(image: Image.Image, size: tuple[int, int], box: Box, resample: int) -> np.ndarray:
@@ -43,6 +49,8 @@ def resize_planes(image: Image.Image, size: tuple[int, int], box: Box, resample:
         return planar_bands(image.resize(size, resample=resample).crop(box))
     columns = _Pass(image.width, width, left, right, resample)
     rows = _Pass(image.height, height, top, bottom, resample)
+    if (columns.high - columns.low) * (rows.high - rows.low) > LARGEST_REGION:
+        return planar_bands(image.resize(size, resample=resample).crop(box))
     region = image.crop((columns.low, rows.low, columns.high, rows.high))
     if columns.identity and rows.identity:
         return planar_bands(region)

@@ -106,6 +106,24 @@ def test_uncovered_cases_take_the_plain_path():
     assert_as_plain_pillow(image, (40, 64), (0, 12, 40, 52), Image.Resampling.NEAREST)
 
 
+def test_large_images_take_pillows_resize(monkeypatch):
+    """Past LARGEST_REGION input pixels Pillow's row-by-row passes are the faster."""
+    image = random_image(np.random.default_rng(4), 60, 40, "RGB")
+    calls = []
+    pillow_resize = Image.Image.resize
+
+    def counted(self, *args, **kwargs):
+        calls.append(args)
+        return pillow_resize(self, *args, **kwargs)
+
+    monkeypatch.setattr(Image.Image, "resize", counted)
+    resize_planes(image, (50, 33), (7, 0, 43, 33), BICUBIC)
+    assert calls == []
+    monkeypatch.setattr(resize, "LARGEST_REGION", 100)
+    assert_as_plain_pillow(image, (50, 33), (7, 0, 43, 33), BICUBIC)
+    assert len(calls) == 2  # resize_planes', then the expected value's
+
+
 def test_pass_order_follows_the_installed_pillow(monkeypatch):
     tall = ((300, 900), (224, 672))  # the height shrinks by 228, the width by 76
     assert not horizontal_first(*tall)
