@@ -46,11 +46,11 @@ def resize_planes(image: Image.Image, size: tuple[int, int], box: Box, resample:
     (width, height), (left, top, right, bottom) = size, box
     inside = 0 <= left < right <= width and 0 <= top < bottom <= height
     if image.mode not in BANDS or resample not in FILTER_SUPPORT or not inside:
-        return planar_bands(image.resize(size, resample=resample).crop(box))
+        return _by_pillow(image, size, box, resample)
     columns = _Pass(image.width, width, left, right, resample)
     rows = _Pass(image.height, height, top, bottom, resample)
     if (columns.high - columns.low) * (rows.high - rows.low) > LARGEST_REGION:
-        return planar_bands(image.resize(size, resample=resample).crop(box))
+        return _by_pillow(image, size, box, resample)
     region = image.crop((columns.low, rows.low, columns.high, rows.high))
     if columns.identity and rows.identity:
         return planar_bands(region)
@@ -72,6 +72,10 @@ def resize_planes(image: Image.Image, size: tuple[int, int], box: Box, resample:
             rows.run(plane, between.T)
             columns.run(between, band.T)
     return out
+
+
+def _by_pillow(image: Image.Image, size: tuple[int, int], box: Box, resample: int) -> np.ndarray:
+    return planar_bands(image.resize(size, resample=resample).crop(box))
 
 
 class _Pass:
