@@ -77,8 +77,8 @@ def stage_params(model: ModelShape, stage: Stage, training: Training, pp: int) -
 
 def lora_layer_params(t: TransformerShape, lora: Lora) -> float:
     """LoRA parameters of one layer: dim·(in + out) per targeted linear layer (and expert)."""
-    shapes = [lora_target_shapes(t)[m] for m in lora.target_modules]
-    return sum(lora.dim * (i + o) * n for i, o, n in shapes)
+    shapes = lora_target_shapes(t)
+    return sum(lora.dim * (i + o) * n for i, o, n in (shapes[m] for m in lora.target_modules))
 
 
 def lora_target_shapes(t: TransformerShape) -> dict[str, tuple[int, int, int]]:

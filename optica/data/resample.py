@@ -19,11 +19,15 @@ import math
 
 import numba
 import numpy as np
+from PIL import Image
 
 PRECISION_BITS = 32 - 8 - 2  # Resample.c: 8 bits of result, 2 for overflow and the sign
 
-# Pillow's filters, by their Image.Resampling value: (number here, support).
-BOX, BILINEAR, HAMMING, BICUBIC, LANCZOS = 4, 2, 5, 3, 1
+# Pillow's convolution filters by their Image.Resampling value, and each one's support.
+_R = Image.Resampling
+BOX, BILINEAR, HAMMING, BICUBIC, LANCZOS = (
+    int(f) for f in (_R.BOX, _R.BILINEAR, _R.HAMMING, _R.BICUBIC, _R.LANCZOS)
+)
 FILTER_SUPPORT = {BOX: 0.5, BILINEAR: 1.0, HAMMING: 1.0, BICUBIC: 2.0, LANCZOS: 3.0}
 _HAMMING_A = float(np.float32(0.54))  # Resample.c writes 0.54f and 0.46f
 _HAMMING_B = float(np.float32(0.46))

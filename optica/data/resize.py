@@ -101,13 +101,14 @@ class _Pass:
 
 
 def planar_bands(image: Image.Image) -> np.ndarray:
-    """uint8 [bands, H, W] of an L or RGB image, one band after another: Pillow packs each band
-    in C (raw modes ``R``, ``G``, ``B``), cheaper than numpy's strided [H, W, 3] → [3, H, W]
-    copy or ``split()`` (0.06 against 0.15 and 0.11 ms at 336x336)."""
-    width, height = image.size
-    bands = BANDS.get(image.mode) or BANDS["RGB"]
-    rgb = image if image.mode in BANDS else image.convert("RGB")
-    data = b"".join(rgb.tobytes("raw", band) for band in bands)
+    """uint8 [bands, H, W] of an L or RGB image (any other mode is converted to RGB), one band
+    after another: Pillow packs each band in C (raw modes ``R``, ``G``, ``B``), cheaper than
+    numpy's strided [H, W, 3] → [3, H, W] copy or ``split()`` (0.06 against 0.15 and 0.11 ms
+    at 336x336)."""
+    if image.mode not in BANDS:
+        image = image.convert("RGB")
+    bands, (width, height) = BANDS[image.mode], image.size
+    data = b"".join(image.tobytes("raw", band) for band in bands)
     return np.frombuffer(data, dtype=np.uint8).reshape(len(bands), height, width)
 
 
