@@ -26,6 +26,7 @@ from optica.run.job import Job, State, now, write_json
 from optica.run.script import Script
 from optica.run.supervise import Supervisor, echo_to
 from optica.run.task_io import load_task
+from optica.run.teardown import shutdown_distributed
 
 
 def execute(task: Any) -> Any:
@@ -48,29 +49,6 @@ def write_result(path: Path, value: Any) -> None:
 
 def is_rank_zero() -> bool:
     return os.environ.get("RANK", "0") == "0"
-
-
-def shutdown_distributed(clean: bool) -> None:
-    """Tears down a process group the task left initialized, without masking the real outcome.
-
-    NOTE: gloo processes crash at exit ("terminate called without an active exception") unless
-    the group is destroyed first; a barrier before that lets every rank finish its last
-    collective. The barrier is skipped after a failure: the other ranks may never reach it.
-    A task can only have initialized a group if it imported ``torch.distributed``, so torch is
-    never imported here just to check.
-    """
-    dist = sys.modules.get("torch.distributed")
-    if dist is None or not dist.is_available() or not dist.is_initialized():
-        return
-    try:
-        if clean:
-            dist.barrier()
-    except Exception:  # a broken group must not turn success into a crash
-        traceback.print_exc()
-    try:
-        dist.destroy_process_group()
-    except Exception:
-        traceback.print_exc()
 
 
 def run_task_file(task_path: Path, result_path: Path | None) -> int:

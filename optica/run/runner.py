@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from optica.run.execute import run_task_file
+from optica.run.teardown import exit_now_if_gloo_lingers
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -19,7 +20,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--result", type=Path, help="where rank 0 writes the return value")
     args = parser.parse_args(argv)
     result = args.result or args.task.with_name("result.json")
-    return run_task_file(args.task, result)
+    code = run_task_file(args.task, result)
+    exit_now_if_gloo_lingers(code)
+    return code
 
 
 if __name__ == "__main__":

@@ -20,7 +20,8 @@ What it does, in order:
    (``optica.train.parallel.checkpoint``).
 
 Families without a plan (yet) get data parallelism only. Process groups are not destroyed here:
-every optica entry point ends with ``barrier`` + ``destroy_process_group`` (the gloo exit crash).
+every optica entry point ends with ``optica.run.teardown.shutdown_distributed`` (the gloo exit
+crash).
 """
 
 from __future__ import annotations
