@@ -27,23 +27,28 @@ GLOO_THREAD_NAMES = ("pt_gloo_runloop", "gloo_tcp_loop")
 
 
 def shutdown_distributed(clean: bool) -> None:
-    """Tears down a process group the task left initialized, without masking the real outcome.
+    """Tears down the process groups a task left behind, without masking the real outcome.
 
     The barrier lets every rank finish its last collective; it is skipped after a failure, as
-    the other ranks may never reach it. A task can only have initialized a group if it imported
-    ``torch.distributed``, so torch is never imported here just to check.
+    the other ranks may never reach it. Groups the task destroyed itself may still be held by
+    its meshes, so those are released either way. A task can only have made a group if it
+    imported ``torch.distributed``, so torch is never imported here just to check.
     """
     dist = sys.modules.get("torch.distributed")
-    if dist is None or not dist.is_available() or not dist.is_initialized():
+    if dist is None or not dist.is_available():
+        return
+    initialized = dist.is_initialized()
+    if not initialized and not lingering_gloo_threads():
         return
     try:
-        if clean:
+        if initialized and clean:
             dist.barrier()
     except Exception:  # a broken group must not turn success into a crash
         traceback.print_exc()
     release_mesh_groups()
     try:
-        dist.destroy_process_group()
+        if initialized:
+            dist.destroy_process_group()
     except Exception:
         traceback.print_exc()
     gc.collect()  # groups no one holds now are destroyed here, their threads joined

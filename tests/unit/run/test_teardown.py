@@ -91,3 +91,14 @@ def test_only_gloo_threads_are_counted(tmp_path):
         (tmp_path / str(tid) / "comm").write_text(name + "\n")
     assert lingering_gloo_threads(tmp_path) == ["gloo_tcp_loop", *["pt_gloo_runloop"] * 2]
     assert lingering_gloo_threads(tmp_path / "missing") == []
+
+
+def test_groups_the_task_destroyed_itself_are_released_too():
+    done = run_python("""
+        del model
+        dist.barrier(); dist.destroy_process_group()
+        shutdown_distributed(clean=True)
+        print("threads after shutdown:", lingering_gloo_threads())
+    """)
+    assert done.returncode == 0, done.stderr
+    assert "threads after shutdown: []" in done.stdout
