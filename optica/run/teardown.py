@@ -21,6 +21,7 @@ import logging
 import os
 import sys
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 
 GLOO_THREAD_NAMES = ("pt_gloo_runloop", "gloo_tcp_loop")
@@ -40,18 +41,21 @@ def shutdown_distributed(clean: bool) -> None:
     initialized = dist.is_initialized()
     if not initialized and not lingering_gloo_threads():
         return
+    if initialized and clean:
+        _printing_failure(dist.barrier)
+    _printing_failure(release_mesh_groups)
+    if initialized:
+        _printing_failure(dist.destroy_process_group)
+    gc.collect()  # groups no one holds now are destroyed here, their threads joined
+
+
+def _printing_failure(teardown_step: Callable[[], object]) -> None:
+    """Runs one teardown step; a failure is printed, never raised: a broken group must not turn
+    a task's success into a crash."""
     try:
-        if initialized and clean:
-            dist.barrier()
-    except Exception:  # a broken group must not turn success into a crash
-        traceback.print_exc()
-    release_mesh_groups()
-    try:
-        if initialized:
-            dist.destroy_process_group()
+        teardown_step()
     except Exception:
         traceback.print_exc()
-    gc.collect()  # groups no one holds now are destroyed here, their threads joined
 
 
 def release_mesh_groups() -> int:
@@ -59,9 +63,11 @@ def release_mesh_groups() -> int:
     device_mesh = sys.modules.get("torch.distributed.device_mesh")
     if device_mesh is None:
         return 0
-    released = 0
+    mesh_type, released = device_mesh.DeviceMesh, 0
     for obj in gc.get_objects():
-        if isinstance(obj, device_mesh.DeviceMesh):
+        # NOTE: not isinstance: DeviceMesh's metaclass hooks it, and the hook raises
+        # ReferenceError on a weak proxy whose object is gone (the heap holds such proxies).
+        if mesh_type in type(obj).__mro__:
             registry = getattr(obj, "_pg_registry", None)
             if registry:
                 registry.clear()

@@ -102,3 +102,17 @@ def test_groups_the_task_destroyed_itself_are_released_too():
     """)
     assert done.returncode == 0, done.stderr
     assert "threads after shutdown: []" in done.stdout
+
+
+def test_dead_weak_proxies_on_the_heap_do_not_stop_the_release():
+    """``isinstance`` against DeviceMesh raises ReferenceError on such a proxy (seen in CI)."""
+    done = run_python("""
+        import weakref
+        class Thing: pass
+        thing = Thing(); proxy = weakref.proxy(thing); holder = [proxy]; del thing
+        del model
+        shutdown_distributed(clean=True)
+        print("threads after shutdown:", lingering_gloo_threads())
+    """)
+    assert done.returncode == 0, done.stderr
+    assert "threads after shutdown: []" in done.stdout
