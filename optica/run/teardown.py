@@ -58,21 +58,18 @@ def _printing_failure(teardown_step: Callable[[], object]) -> None:
         traceback.print_exc()
 
 
-def release_mesh_groups() -> int:
-    """Empties every live ``DeviceMesh``'s process-group registry; returns how many held one."""
+def release_mesh_groups() -> None:
+    """Empties every live ``DeviceMesh``'s process-group registry."""
     device_mesh = sys.modules.get("torch.distributed.device_mesh")
     if device_mesh is None:
-        return 0
-    mesh_type, released = device_mesh.DeviceMesh, 0
+        return
     for obj in gc.get_objects():
         # NOTE: not isinstance: DeviceMesh's metaclass hooks it, and the hook raises
         # ReferenceError on a weak proxy whose object is gone (the heap holds such proxies).
-        if mesh_type in type(obj).__mro__:
+        if device_mesh.DeviceMesh in type(obj).__mro__:
             registry = getattr(obj, "_pg_registry", None)
             if registry:
                 registry.clear()
-                released += 1
-    return released
 
 
 def lingering_gloo_threads(task_dir: Path = Path("/proc/self/task")) -> list[str]:
