@@ -54,20 +54,31 @@ def attend_few_queries(attention: nn.Module, x: torch.Tensor, queries: slice) ->
     """
     heads, groups, dim = attention.num_heads, attention.num_kv_heads, attention.head_dim
     per_group = heads // groups
-    weight = attention.linear_qkv.weight.unflatten(0, (groups, per_group + 2, dim))
-    bias = attention.linear_qkv.bias
-    bias = None if bias is None else bias.unflatten(0, (groups, per_group + 2, dim))
-    query_weight = weight[:, :per_group].flatten(0, 2)
-    query_bias = None if bias is None else bias[:, :per_group].flatten()
-    q = nn.functional.linear(x[:, queries], query_weight, query_bias)
+    qkv = attention.linear_qkv
+    query_weight, key_weight, value_weight = _per_group_parts(qkv.weight, groups, per_group, dim)
+    query_bias, value_bias = None, None
+    if qkv.bias is not None:
+        query_bias, _, value_bias = _per_group_parts(qkv.bias, groups, per_group, dim)
+        query_bias = query_bias.flatten()
+    q = nn.functional.linear(x[:, queries], query_weight.flatten(0, 2), query_bias)
     q = q.unflatten(-1, (groups, per_group, dim))  # [B, n, G, P, d]
     tokens = x.float()
-    key_weight, value_weight = weight[:, per_group].float(), weight[:, per_group + 1].float()
+    key_weight, value_weight = key_weight.squeeze(1).float(), value_weight.squeeze(1).float()
     # each query moved into the token space: (q Wk) [B, n, G, P, hidden], scaled as SDPA does
     absorbed_query = torch.einsum("bngpe,geh->bngph", q.float(), key_weight) * dim**-0.5
     scores = torch.einsum("bngph,bth->bngpt", absorbed_query, tokens)
     mixed = torch.einsum("bngpt,bth->bngph", scores.softmax(dim=-1), tokens)
     out = torch.einsum("bngph,geh->bngpe", mixed, value_weight)
-    if bias is not None:
-        out = out + bias[:, per_group + 1].float().unsqueeze(1)
+    if value_bias is not None:
+        out = out + value_bias.float()  # [G, 1, d]: the same for each query head
     return out.to(q.dtype).flatten(2)
+
+
+def _per_group_parts(
+    fused: torch.Tensor, groups: int, per_group: int, dim: int
+) -> tuple[torch.Tensor, ...]:
+    """``linear_qkv``'s weight or bias as its query [G, P, d, ...], key and value [G, 1, d, ...]
+    parts. NOTE: one split, not three slices: its backward writes one gradient, where each
+    slice's backward would zero-fill a full-size one to be summed."""
+    parts = fused.unflatten(0, (groups, per_group + 2, dim)).split([per_group, 1, 1], dim=1)
+    return tuple(parts)
