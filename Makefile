@@ -1,4 +1,4 @@
-# Two commands: `make test` (set up, then the whole suite) and, once training lands, `make demo`.
+# Two commands: `make test` (set up, then the whole suite) and `make demo` (set up, then the demo job).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python

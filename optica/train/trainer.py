@@ -16,6 +16,7 @@ import lightning.pytorch as pl
 import torch
 
 from optica.run.errors import ConfigError
+from optica.train.progress import StepProgressBar
 from optica.train.strategy import ParallelStrategy
 
 _PRECISIONS = {
@@ -131,8 +132,17 @@ def build_trainer(
         benchmark=config.benchmark,
         deterministic=config.deterministic,
         logger=loggers or False,
-        callbacks=callbacks,
+        callbacks=_with_progress_bar(config, callbacks),
         plugins=plugins,
         use_distributed_sampler=config.use_distributed_sampler is not False,
         enable_checkpointing=any(isinstance(c, pl.callbacks.ModelCheckpoint) for c in callbacks),
     )
+
+
+def _with_progress_bar(config: TrainerConfig, callbacks: list) -> list:
+    """``callbacks`` and, when the bar is on and none was given, a :class:`StepProgressBar` that
+    reads the metrics as often as they are logged (Lightning's default reads them every step)."""
+    given = any(isinstance(c, pl.callbacks.ProgressBar) for c in callbacks)
+    if not config.enable_progress_bar or given:
+        return callbacks
+    return [*callbacks, StepProgressBar(metrics_every=config.log_every_n_steps)]
