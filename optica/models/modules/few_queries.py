@@ -80,5 +80,4 @@ def _per_group_parts(
     """``linear_qkv``'s weight or bias as its query [G, P, d, ...], key and value [G, 1, d, ...]
     parts. NOTE: one split, not three slices: its backward writes one gradient, where each
     slice's backward would zero-fill a full-size one to be summed."""
-    parts = fused.unflatten(0, (groups, per_group + 2, dim)).split([per_group, 1, 1], dim=1)
-    return tuple(parts)
+    return fused.unflatten(0, (groups, per_group + 2, dim)).split([per_group, 1, 1], dim=1)
